@@ -1,0 +1,27 @@
+# kdlab: `make run` runs the main job on the bundled data, `make test` runs every test and notebook.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TQDM_DISABLE ?= 1
+
+.PHONY: install run test lab clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+run: install
+	$(PY) -m kdlab distill
+
+test: install
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+lab: install
+	TQDM_DISABLE= $(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,131 @@
+"""The one training loop: device choice, seeding, mixed precision, fit and evaluate."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def get_device(device="auto"):
+    """Return a torch.device: "auto" picks cuda, then mps, then cpu."""
+    if isinstance(device, torch.device):
+        return device
+    if device != "auto":
+        try:
+            return torch.device(device)
+        except RuntimeError as error:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'mps' or 'cuda:N', got {device!r}") from error
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_seed(seed):
+    """Seed Python, NumPy and PyTorch (all devices) so CPU runs repeat exactly."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(device):
+    """Autocast dtype for `device`: bf16 on CUDA GPUs that support it natively, else fp16; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def make_optimizer(params, optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0):
+    """Adam (default) or SGD with `momentum` over `params`."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def cross_entropy(logits, inputs, labels):
+    """The hard-label loss, in the (logits, inputs, labels) form that `fit` calls."""
+    return F.cross_entropy(logits, labels)
+
+
+def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=cross_entropy,
+        device="auto", desc="train"):
+    """Train `model` for `epochs` on `loader`; return one {epoch, loss, train_accuracy} per epoch.
+
+    `optimizer` is "adam", "sgd" or a torch Optimizer already holding the model's parameters;
+    `loss_fn(logits, inputs, labels)` gives the loss (cross-entropy by default).
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if len(loader) == 0:
+        raise ValueError("loader is empty")
+    device = get_device(device)
+    model.to(device)
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum)
+    dtype = amp_dtype(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    history = []
+    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for batch, (inputs, labels) in enumerate(loader, 1):
+            inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(inputs)
+                loss = loss_fn(logits, inputs, labels)
+            value = loss.item()
+            if not np.isfinite(value):
+                bar.close()
+                raise FloatingPointError(
+                    f"loss became {value} at epoch {epoch}, batch {batch}: "
+                    "try a lower learning rate (lr) or temperature"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total_loss += value * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", refresh=False)
+            bar.update()
+        history.append({"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen})
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def predict(model, loader, device="auto"):
+    """Logits of `model` for every input of `loader`, concatenated on the CPU, with the labels."""
+    device = get_device(device)
+    model.to(device).eval()
+    dtype = amp_dtype(device)
+    outputs, targets = [], []
+    for inputs, labels in loader:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            outputs.append(model(inputs.to(device)).float().cpu())
+        targets.append(torch.as_tensor(labels))
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def evaluate(model, loader, device="auto"):
+    """Top-1 accuracy of `model` on `loader`, a fraction in [0, 1]."""
+    if len(loader) == 0:
+        raise ValueError("loader is empty")
+    logits, labels = predict(model, loader, device)
+    return (logits.argmax(1) == labels).float().mean().item()
