@@ -1,0 +1,37 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kdlab.__main__ import parse_args
+
+
+def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "kdlab", "distill", "--dataset", "digits", "--teacher", "mlp100",
+               "--student", "mlp30", "--teacher-epochs", "2", "--epochs", "2", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+                            check=True)
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["teacher", "student_scratch", "student_distilled"]
+    assert result.stderr == ""  # TQDM_DISABLE=1 silences the progress bars
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "digits"
+    assert report["teacher"]["model"] == "mlp100" and report["student_scratch"]["model"] == "mlp30"
+    for key in ("teacher", "student_scratch", "student_distilled"):
+        assert 0 <= report[key]["accuracy"] <= 1
+        assert float(lines[["teacher", "student_scratch", "student_distilled"].index(key)].split()[1]) == \
+            pytest.approx(report[key]["accuracy"], abs=5e-5)
+    assert report["student_distilled"]["float32_bytes"] == 4 * report["student_scratch"]["params"]
+    assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled"]
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+
+
+@pytest.mark.parametrize("argv", [["distill", "--dataset", "imagenet"], ["distill", "--student", "vgg"], []])
+def test_bad_command_lines_exit_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "usage" in capsys.readouterr().err
