@@ -10,11 +10,11 @@ from .data import load_dataset, make_loader
 from .distill import DistillModel
 from .files import atomic_write
 from .models import count_parameters
-from .train import evaluate, fit
+from .train import evaluate, fit, set_seed
 
 
-def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=15, epochs=20,
-                     temperature=5.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data"):
+def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
+                     temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data"):
     """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel)."""
     start = time.perf_counter()
     train_set, test_set = load_dataset(dataset, root)
@@ -26,6 +26,8 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
 
     def stage(name, work, model):
         began = time.perf_counter()
+        set_seed(seed)  # every stage sees the same batch order: the students differ only by their loss
+        kd.loader.generator.manual_seed(seed)
         work()
         accuracy = evaluate(model, test_loader, kd.device)
         stages.append({"name": name, "accuracy": accuracy, "bytes": 4 * count_parameters(model),

@@ -1,0 +1,91 @@
+"""Magnitude pruning (Han et al. 2015) through torch.nn.utils.prune: std thresholds, fractions, L1, reports."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from .train import fit
+
+PRUNABLE = (nn.Linear, nn.Conv2d)
+
+
+def prunable_layers(model, layers=None):
+    """The (name, module) pairs of the Linear and Conv2d layers of `model`, or of those named in `layers`."""
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    if layers is None:
+        return found
+    names = {name for name, _ in found}
+    unknown = sorted(set(layers) - names)
+    if unknown:
+        raise ValueError(f"layers must name Linear or Conv2d layers of the model ({', '.join(sorted(names))}), "
+                         f"got {', '.join(unknown)}")
+    return [(name, m) for name, m in found if name in set(layers)]
+
+
+def prune_by_std(model, sensitivity, layers=None):
+    """Prune each layer's weights with |w| < sensitivity x std of the layer's weights; return the thresholds.
+
+    Han et al. (2015), "Learning both Weights and Connections": the threshold is a quality parameter
+    times the layer's standard deviation, taken over the whole weight tensor as it is now (weights
+    pruned earlier count as zeros, as in the public reference code), so pruning again at the same
+    sensitivity removes little more. Masks come from torch.nn.utils.prune: pruned weights stay
+    exactly zero while the survivors retrain, and pruning again combines the masks.
+    """
+    if not sensitivity >= 0:
+        raise ValueError(f"sensitivity must be >= 0, got {sensitivity}")
+    thresholds = {}
+    for name, module in prunable_layers(model, layers):
+        weight = module.weight.detach()
+        threshold = sensitivity * weight.std().item() if weight.numel() > 1 else 0.0
+        prune.custom_from_mask(module, "weight", weight.abs() >= threshold)
+        thresholds[name] = threshold
+    return thresholds
+
+
+def prune_by_fraction(model, amount, layers=None):
+    """Prune the `amount` fraction (0..1) of smallest-magnitude weights in each layer (L1 unstructured)."""
+    if not 0 <= amount <= 1:
+        raise ValueError(f"amount must be in [0, 1], got {amount}")
+    for _, module in prunable_layers(model, layers):
+        prune.l1_unstructured(module, "weight", amount=float(amount))
+    return model
+
+
+def l1_penalty(model):
+    """Sum of |w| over the Linear and Conv2d weights: add lambda x this to the loss to push weights to zero."""
+    return sum(module.weight.abs().sum() for _, module in prunable_layers(model))
+
+
+def sparsity(model):
+    """Per-layer {layer, weights, nonzero, kept} and a "total" row: how many weights survive pruning."""
+    rows = []
+    for name, module in prunable_layers(model):
+        weight = module.weight.detach()
+        nonzero = int(torch.count_nonzero(weight))
+        rows.append({"layer": name, "weights": weight.numel(), "nonzero": nonzero, "kept": nonzero / weight.numel()})
+    weights, nonzero = sum(r["weights"] for r in rows), sum(r["nonzero"] for r in rows)
+    rows.append({"layer": "total", "weights": weights, "nonzero": nonzero, "kept": nonzero / max(weights, 1)})
+    return rows
+
+
+def iterative_prune(model, loader, sensitivities, epochs=2, lr=1e-3, device="auto"):
+    """Prune by std at each sensitivity in turn, retraining the survivors `epochs` after each step.
+
+    Returns one {sensitivity, kept, loss} per step; the masks keep pruned weights at zero throughout.
+    """
+    history = []
+    for sensitivity in sensitivities:
+        prune_by_std(model, sensitivity)
+        trained = fit(model, loader, epochs, lr=lr, device=device, desc=f"retrain s={sensitivity}")
+        history.append({"sensitivity": sensitivity, "kept": sparsity(model)[-1]["kept"],
+                        "loss": trained[-1]["loss"] if trained else None})
+    return history
+
+
+def remove_masks(model):
+    """Make pruning permanent: fold each mask into its weight and drop the torch.nn.utils.prune hooks."""
+    for _, module in prunable_layers(model):
+        if prune.is_pruned(module) and hasattr(module, "weight_mask"):
+            prune.remove(module, "weight")
+    return model

@@ -1,0 +1,107 @@
+import pytest
+import torch
+from torch.nn.utils import prune as torch_prune
+
+import kdlab
+from kdlab.prune import (iterative_prune, l1_penalty, prunable_layers, prune_by_fraction, prune_by_std,
+                         remove_masks, sparsity)
+
+
+def _model(seed=0):
+    kdlab.set_seed(seed)
+    return kdlab.build_model("lenet300")
+
+
+def test_std_threshold_is_sensitivity_times_each_layers_std():
+    model = _model()
+    originals = {name: m.weight.detach().clone() for name, m in prunable_layers(model)}
+    thresholds = prune_by_std(model, 0.5)
+    for name, module in prunable_layers(model):
+        w = originals[name]
+        assert thresholds[name] == pytest.approx(0.5 * w.std().item())
+        expected = torch.where(w.abs() >= thresholds[name], w, torch.zeros_like(w))
+        assert torch.equal(module.weight, expected)
+        assert torch_prune.is_pruned(module)
+
+
+def test_pruned_weights_stay_zero_while_retraining(digits):
+    kdlab.set_seed(0)
+    model = kdlab.build_model("mlp100", in_shape=(1, 8, 8))
+    prune_by_std(model, 1.0)
+    zeros = [(m.weight == 0).clone() for _, m in prunable_layers(model)]
+    kdlab.fit(model, kdlab.make_loader(digits[0], 64, shuffle=True), 2, device="cpu")
+    for mask, (_, module) in zip(zeros, prunable_layers(model)):
+        assert torch.all(module.weight[mask] == 0)
+        assert torch.any(module.weight[~mask] != 0)
+
+
+def test_pruning_again_takes_the_std_with_zeros_and_only_adds_zeros():
+    model = _model()
+    prune_by_std(model, 0.5)
+    before = [m.weight.detach().clone() for _, m in prunable_layers(model)]
+    thresholds = prune_by_std(model, 1.0)
+    for weight, (name, module) in zip(before, prunable_layers(model)):
+        assert thresholds[name] == pytest.approx(weight.std().item())
+        assert torch.all(module.weight[weight == 0] == 0)
+        assert torch.count_nonzero(module.weight) < torch.count_nonzero(weight)
+
+
+def test_prune_by_fraction_matches_torch_l1_unstructured():
+    model, reference = _model(), _model()
+    prune_by_fraction(model, 0.7)
+    for (_, m), (_, r) in zip(prunable_layers(model), prunable_layers(reference)):
+        torch_prune.l1_unstructured(r, "weight", amount=0.7)
+        assert torch.equal(m.weight, r.weight)
+    total = sparsity(model)[-1]
+    assert total["kept"] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_sparsity_report_counts_and_layers_filter():
+    model = _model()
+    prune_by_fraction(model, 0.5, layers=["1"])
+    rows = {r["layer"]: r for r in sparsity(model)}
+    assert rows["1"]["weights"] == 784 * 300 and rows["1"]["nonzero"] == 784 * 300 // 2
+    assert rows["3"]["kept"] == 1.0
+    assert rows["total"]["weights"] == 784 * 300 + 300 * 100 + 100 * 10
+
+
+def test_l1_penalty_is_the_sum_of_absolute_weights_and_has_sign_gradients():
+    model = _model()
+    penalty = l1_penalty(model)
+    assert penalty.item() == pytest.approx(sum(m.weight.abs().sum().item() for _, m in prunable_layers(model)))
+    penalty.backward()
+    first = prunable_layers(model)[0][1].weight
+    assert torch.equal(first.grad, torch.sign(first.detach()))
+
+
+def test_iterative_prune_raises_sparsity_step_by_step(digits):
+    kdlab.set_seed(0)
+    model = kdlab.build_model("mlp100", in_shape=(1, 8, 8))
+    history = iterative_prune(model, kdlab.make_loader(digits[0], 64, shuffle=True), [0.5, 1.0, 1.5], epochs=3,
+                              lr=3e-3, device="cpu")
+    kept = [h["kept"] for h in history]
+    assert kept == sorted(kept, reverse=True) and kept[-1] < 0.5
+    assert kdlab.evaluate(model, kdlab.make_loader(digits[1], 128), "cpu") > 0.8
+
+
+def test_remove_masks_keeps_the_zeros_as_plain_parameters():
+    model = _model()
+    prune_by_std(model, 1.0)
+    expected = [m.weight.detach().clone() for _, m in prunable_layers(model)]
+    remove_masks(model)
+    for w, (_, m) in zip(expected, prunable_layers(model)):
+        assert not torch_prune.is_pruned(m) and isinstance(m.weight, torch.nn.Parameter)
+        assert torch.equal(m.weight, w)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: prune_by_std(m, -1), "sensitivity must be >= 0"),
+        (lambda m: prune_by_fraction(m, 1.5), r"amount must be in \[0, 1\]"),
+        (lambda m: prune_by_std(m, 1, layers=["fc9"]), "layers must name Linear or Conv2d layers"),
+    ],
+)
+def test_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(_model())
