@@ -30,6 +30,7 @@ MAX_LENGTH = 20
 MAGIC, VERSION = b"HF", 1
 MIN_LOG_BLOCK, MAX_LOG_BLOCK = 5, 16
 CHUNK = 1 << 14
+SYNC_BUDGET = 2048  # bytes for code table + sync table: at most this and 1% of the payload, at least 0.2% of it
 
 
 def huffman_code_lengths(counts, max_length=MAX_LENGTH):
@@ -120,7 +121,7 @@ def huffman_encode(symbols):
     table = zlib.compress(lengths.tobytes(), 9)
     total_bits = int(counts @ lengths)
     payload, marks = _pack_codes(symbols, canonical_codes(lengths), lengths, total_bits)
-    log_block, sync = _sync_table(marks, n, 8 + max(len(payload) // 100 - len(table), len(payload) // 512))
+    log_block, sync = _sync_table(marks, n, max(len(payload) // 512, min(len(payload) // 100, SYNC_BUDGET) - len(table)))
     stream += _varint(len(lengths)) + _varint(len(table)) + table + bytes([log_block]) + _varint(total_bits)
     return _sealed(stream + sync + payload)
 
@@ -199,8 +200,9 @@ def _code_units(symbols, code_of, length_of):
 def _sync_table(marks, n, budget):
     """(log2 of the block size K, sync table bytes) for the smallest K whose table fits in `budget` bytes.
 
-    The caller's budget keeps code table + sync table within 1% of the payload where the code table allows,
-    and never below 0.2% of it: smaller blocks decode faster, as the lockstep takes K steps.
+    The caller's budget keeps code table + sync table within 1% of the payload and within SYNC_BUDGET bytes
+    where the code table allows, and never below 0.2% of the payload: smaller blocks decode faster, as the
+    lockstep takes K steps.
     """
     for log_block in range(MIN_LOG_BLOCK, MAX_LOG_BLOCK + 1):
         if 1 << log_block >= n:

@@ -117,7 +117,7 @@ def _cluster_sizes(sorted_values, centroids):
 
 
 def _lloyd_step(sorted_values, prefix, centroids):
-    """One Lloyd update: each centroid moves to the mean of its cluster; a centroid with none stays put.
+    """One Lloyd update: each centroid moves to the mean of its cluster; empty ones are relocated.
 
     The mean is a difference of prefix sums, clamped to the cluster's smallest and largest value, which
     rounding in a long prefix sum could otherwise cross (a lone tiny weight after large ones).
@@ -127,7 +127,25 @@ def _lloyd_step(sorted_values, prefix, centroids):
     means = (prefix[end] - prefix[first]) / sizes.clamp(min=1)
     smallest = sorted_values[first.clamp(max=sorted_values.numel() - 1)]
     largest = sorted_values[(end - 1).clamp(min=0)]
-    return torch.where(sizes > 0, torch.minimum(torch.maximum(means, smallest), largest), centroids)
+    moved = torch.where(sizes > 0, torch.minimum(torch.maximum(means, smallest), largest), centroids)
+    return _relocate_empty(sorted_values, centroids, sizes, moved)
+
+
+def _relocate_empty(sorted_values, centroids, sizes, moved):
+    """Move the centroids of empty clusters to the values farthest from their own centroids, as scikit-learn does.
+
+    With linear initialisation over pruned weights (nothing near zero) the centroids in the gap win no
+    members; relocated, they serve the tails, where the large weights that matter most are.
+    """
+    empty = torch.nonzero(sizes == 0).reshape(-1)
+    if empty.numel() == 0:
+        return moved
+    distance = (sorted_values - torch.repeat_interleave(centroids, sizes)).abs()
+    far = distance.topk(min(empty.numel(), distance.numel())).indices
+    targets = torch.unique(sorted_values[far[distance[far] > 0]])
+    moved = moved.clone()
+    moved[empty[:targets.numel()]] = targets
+    return moved.sort().values
 
 
 def _labels(order, sizes):
@@ -145,10 +163,10 @@ def kmeans_1d(values, k, init="linear", max_iter=100, tol=1e-6, seed=0):
     nearest centroid. Iteration stops when no centroid moves more than tol x (max - min of the values),
     or after max_iter updates; tol=0 runs to the fixed point, where the assignments stop changing.
 
-    Empty clusters: a centroid whose cluster goes empty keeps its position (scikit-learn instead moves it
-    to a far-away value), so it can win members back later. At the end, equal centroids (as "density"
-    starts on many equal weights) merge and those with no members are dropped, so every returned
-    centroid has at least one member and there may be fewer than k. When the values have at most k
+    Empty clusters: as in scikit-learn, the centroid of a cluster that goes empty moves to the value
+    farthest from its own centroid, and Lloyd's iterations go on. At the end, equal centroids (as
+    "density" starts on many equal weights) merge and any still without members are dropped, so every
+    returned centroid has at least one member and there may be fewer than k. When the values have at most k
     distinct values, those values themselves are the centroids, bit for bit.
     """
     _check_k(k)

@@ -116,15 +116,27 @@ def test_one_cluster_is_the_mean():
     assert torch.all(labels == 0)
 
 
-def test_empty_clusters_are_dropped_and_the_rest_relabelled():
+def test_empty_clusters_are_relocated_and_every_centroid_keeps_members():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-10, 0.1, 500), rng.normal(10, 0.1, 500)])  # nothing near the middle
-    centroids, labels = kmeans_1d(x, 8, init="linear")
-    assert 2 <= len(centroids) < 8
+    centroids, labels = kmeans_1d(x, 8, init="linear", max_iter=300, tol=0)
+    assert len(centroids) == 8
     members = np.bincount(labels.numpy(), minlength=len(centroids))
-    assert len(members) == len(centroids) and np.all(members >= 1)
+    assert np.all(members >= 1)
     means = np.array([x[labels.numpy() == j].mean() for j in range(len(centroids))])
     np.testing.assert_allclose(centroids.numpy(), means, rtol=1e-9)
+    _, _, their_inertia = _sklearn(x, init_centroids(x, 8, "linear"))
+    assert np.sum((x - centroids.numpy()[labels.numpy()]) ** 2) <= their_inertia * (1 + 1e-6)
+
+
+def test_pruned_weights_linear_init_inertia_no_worse_than_sklearn():
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 0.05, 40_000).astype(np.float32)
+    x = w[np.abs(w) > 0.03]  # the survivors of pruning: a gap around zero where linear centroids start
+    centroids, labels = kmeans_1d(x, 32, init="linear", max_iter=300, tol=0)
+    _, _, their_inertia = _sklearn(x, init_centroids(x, 32, "linear"))
+    inertia = np.sum((x.astype(np.float64) - centroids.numpy()[labels.numpy()]) ** 2)
+    assert inertia <= their_inertia * (1 + 1e-4)
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,0 +1,166 @@
+"""`python -m kdlab.bench`: kdlab's k-means and Huffman codec timed against their references on this machine."""
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import statistics
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+
+from .huffman import huffman_decode, huffman_encode
+from .kmeans import init_centroids, kmeans_1d
+
+
+def median_seconds(runs, repeats):
+    """Median wall time of each callable in `runs` ({name: callable}), timed round-robin after one warm-up each."""
+    times = {name: [] for name in runs}
+    for run in runs.values():
+        run()
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
+def pruned_weights(n, seed=0):
+    """n seeded float32 stand-ins for a pruned layer's survivors: normal weights with the small ones removed."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0.0, 0.05, 2 * n).astype(np.float32)
+    return weights[np.abs(weights) > 0.03][:n]
+
+
+def bench_kmeans(n=1_000_000, k=32, max_iter=300, repeats=3, seed=0):
+    """kmeans_1d against scikit-learn's Lloyd KMeans from the same linear initialisation, both to convergence."""
+    from sklearn.cluster import KMeans
+
+    weights = pruned_weights(n, seed)
+    start = init_centroids(weights, k, "linear").numpy().reshape(-1, 1).astype(np.float64)
+    column = weights.reshape(-1, 1).astype(np.float64)
+    results = {}
+
+    def ours():
+        results["ours"] = kmeans_1d(weights, k, init="linear", max_iter=max_iter, tol=0)
+
+    def sklearn():
+        results["sklearn"] = KMeans(k, init=start, n_init=1, algorithm="lloyd", tol=0, max_iter=max_iter).fit(column)
+
+    seconds = median_seconds({"ours": ours, "sklearn": sklearn}, repeats)
+    centroids, labels = results["ours"]
+    inertia = float(((weights.astype(np.float64) - centroids.double().numpy()[labels.numpy()]) ** 2).sum())
+    return {
+        "values": len(weights), "k": k, "ours_s": seconds["ours"], "sklearn_s": seconds["sklearn"],
+        "speedup": seconds["sklearn"] / seconds["ours"], "sklearn_iterations": int(results["sklearn"].n_iter_),
+        "clusters": len(centroids), "inertia": inertia, "sklearn_inertia": float(results["sklearn"].inertia_),
+        "inertia_ratio": inertia / float(results["sklearn"].inertia_),
+    }
+
+
+def plain_huffman_encode(symbols):
+    """Reference codec in plain Python: heapq Huffman to a dict of code strings, "".join, int(bits, 2) to bytes."""
+    heap = [(count, index, {symbol: ""}) for index, (symbol, count) in enumerate(Counter(symbols).items())]
+    heapq.heapify(heap)
+    while len(heap) > 1:
+        count0, index, zeros = heapq.heappop(heap)
+        count1, _, ones = heapq.heappop(heap)
+        merged = {symbol: "0" + code for symbol, code in zeros.items()}
+        merged.update({symbol: "1" + code for symbol, code in ones.items()})
+        heapq.heappush(heap, (count0 + count1, index, merged))
+    codes = {symbol: code or "0" for symbol, code in heap[0][2].items()} if heap else {}
+    bits = "".join(codes[symbol] for symbol in symbols)
+    padded = bits + "0" * (-len(bits) % 8)
+    return int(padded or "0", 2).to_bytes(len(padded) // 8, "big"), len(bits), codes
+
+
+def plain_huffman_decode(data, num_bits, codes):
+    """Reference decoder in plain Python: walk the bits one at a time through a dict of code strings."""
+    symbol_of = {code: symbol for symbol, code in codes.items()}
+    out, prefix = [], ""
+    for bit in format(int.from_bytes(data, "big"), f"0{8 * len(data)}b")[:num_bits]:
+        prefix += bit
+        if prefix in symbol_of:
+            out.append(symbol_of[prefix])
+            prefix = ""
+    return out
+
+
+def bell_indices(n, alphabet=32, seed=0):
+    """n seeded codebook indices with a bell-shaped use: a rounded normal over 0..alphabet-1."""
+    rng = np.random.default_rng(seed)
+    return np.clip(np.rint(rng.normal((alphabet - 1) / 2, alphabet / 6, n)), 0, alphabet - 1).astype(np.int64)
+
+
+def bench_huffman(n=2_000_000, alphabet=32, repeats=3, seed=0):
+    """huffman_encode / huffman_decode against the plain-Python codec, and the stream size against the optimum."""
+    symbols = bell_indices(n, alphabet, seed)
+    as_list = symbols.tolist()
+    stream, plain = huffman_encode(symbols), plain_huffman_encode(as_list)
+    if not np.array_equal(huffman_decode(stream), symbols) or plain_huffman_decode(*plain) != as_list:
+        raise AssertionError("a Huffman codec does not round-trip")
+    seconds = median_seconds({
+        "encode": lambda: huffman_encode(symbols),
+        "decode": lambda: huffman_decode(stream),
+        "plain_encode": lambda: plain_huffman_encode(as_list),
+        "plain_decode": lambda: plain_huffman_decode(*plain),
+    }, repeats)
+    optimal_bytes = plain[1] / 8
+    return {
+        "symbols": n, "alphabet": alphabet, "bits_per_symbol": plain[1] / n,
+        **{f"{name}_s": value for name, value in seconds.items()},
+        "encode_msym_per_s": n / seconds["encode"] / 1e6, "decode_msym_per_s": n / seconds["decode"] / 1e6,
+        "encode_speedup": seconds["plain_encode"] / seconds["encode"],
+        "decode_speedup": seconds["plain_decode"] / seconds["decode"],
+        "stream_bytes": len(stream), "optimal_payload_bytes": optimal_bytes,
+        "overhead_bytes": len(stream) - optimal_bytes,
+    }
+
+
+def table(results):
+    """The benchmark figures as a plain-text table with each target."""
+    km, hf = results["kmeans"], results["huffman"]
+    rows = [
+        ("benchmark", "kdlab", "reference", "ratio", "target"),
+        (f"kmeans_1d {km['values']:,} weights, k={km['k']}", f"{km['ours_s']:.3f} s", f"{km['sklearn_s']:.3f} s",
+         f"{km['speedup']:.1f}x", ">= 10x faster"),
+        ("kmeans inertia", f"{km['inertia']:.4g}", f"{km['sklearn_inertia']:.4g}", f"{km['inertia_ratio']:.6f}",
+         "<= 1 (no worse)"),
+        (f"huffman encode {hf['symbols']:,} symbols", f"{hf['encode_s'] * 1e3:.1f} ms "
+         f"({hf['encode_msym_per_s']:.0f} Msym/s)", f"{hf['plain_encode_s'] * 1e3:.0f} ms",
+         f"{hf['encode_speedup']:.1f}x", ">= 5x faster"),
+        ("huffman decode", f"{hf['decode_s'] * 1e3:.1f} ms ({hf['decode_msym_per_s']:.0f} Msym/s)",
+         f"{hf['plain_decode_s'] * 1e3:.0f} ms", f"{hf['decode_speedup']:.1f}x", ">= 10x faster"),
+        ("huffman stream size", f"{hf['stream_bytes']:,} B", f"{hf['optimal_payload_bytes']:,.0f} B optimal",
+         f"+{hf['overhead_bytes']:,.0f} B", "<= 4,096 B over"),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def main(argv=None):
+    """Run the benchmarks, print the table and the JSON (also written to --json if given)."""
+    parser = argparse.ArgumentParser(prog="python -m kdlab.bench", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    torch.set_num_threads(args.threads)
+    results = {"kmeans": bench_kmeans(repeats=args.repeats), "huffman": bench_huffman(repeats=args.repeats),
+               "torch_threads": torch.get_num_threads()}
+    print(table(results))
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        from .files import atomic_write
+        atomic_write(args.json, text + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
