@@ -49,7 +49,10 @@ def small_image_resnet(net, channels):
 
 
 def build_model(name, num_classes=10, in_shape=(1, 28, 28)):
-    """Build model `name` (one of MODELS) for inputs of `in_shape` (C, H, W) and `num_classes` outputs."""
+    """Build model `name` (one of MODELS) for inputs of `in_shape` (C, H, W) and `num_classes` outputs.
+
+    The arguments are kept as `model.kdlab_architecture`, so that a saved .kdz file can rebuild the model.
+    """
     if name not in MODELS:
         raise ValueError(f"name must be one of {', '.join(MODELS)}, got {name!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
@@ -58,12 +61,15 @@ def build_model(name, num_classes=10, in_shape=(1, 28, 28)):
     if len(in_shape) != 3 or min(in_shape) < 1:
         raise ValueError(f"in_shape must be (channels, height, width) of positive sizes, got {in_shape}")
     if name in MLP_HIDDEN:
-        return mlp(math.prod(in_shape), MLP_HIDDEN[name], num_classes)
-    if name == "lenet5":
-        return lenet5(in_shape, num_classes)
-    if name == "resnet18":
-        return small_image_resnet(resnet18(weights=None, num_classes=num_classes), in_shape[0])
-    return small_image_resnet(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes), in_shape[0])
+        model = mlp(math.prod(in_shape), MLP_HIDDEN[name], num_classes)
+    elif name == "lenet5":
+        model = lenet5(in_shape, num_classes)
+    elif name == "resnet18":
+        model = small_image_resnet(resnet18(weights=None, num_classes=num_classes), in_shape[0])
+    else:
+        model = small_image_resnet(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes), in_shape[0])
+    model.kdlab_architecture = {"name": name, "num_classes": num_classes, "in_shape": [int(v) for v in in_shape]}
+    return model
 
 
 def count_parameters(model):

@@ -1,6 +1,8 @@
 """Magnitude pruning (Han et al. 2015) through torch.nn.utils.prune: std thresholds, fractions, L1, reports."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -89,3 +91,19 @@ def remove_masks(model):
         if prune.is_pruned(module) and hasattr(module, "weight_mask"):
             prune.remove(module, "weight")
     return model
+
+
+def clone_model(model):
+    """A deep copy of `model` that also works while torch.nn.utils.prune masks are attached.
+
+    copy.deepcopy refuses the pruned `weight` tensors (computed from weight_orig * weight_mask, so not
+    graph leaves); they are left out of the copy and recomputed from the copied weight_orig and mask.
+    """
+    hooks = [(module, hook) for module in model.modules() for hook in module._forward_pre_hooks.values()
+             if isinstance(hook, prune.BasePruningMethod)]
+    copied = copy.deepcopy(model, {id(getattr(module, hook._tensor_name)): None for module, hook in hooks})
+    for module in copied.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                setattr(module, hook._tensor_name, hook.apply_mask(module))
+    return copied

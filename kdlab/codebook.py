@@ -1,0 +1,264 @@
+"""Weight sharing (Deep Compression, Han, Mao & Dally 2016, §3): codebooks, their fine-tuning, quantized modules.
+
+Two forms of a network whose weights are codebook values:
+
+- *shared* (`share_weights`): each Linear/Conv2d weight becomes, through torch.nn.utils.parametrize,
+  W = C[I] * M, with a trainable codebook C of the layer's surviving (non-zero) weights, fixed indices I and
+  the fixed pruning mask M. This is the training form: autograd's gradient of C is the paper's eq. 3.
+- *quantized* (`quantize_model`): each Linear/Conv2d is replaced by a module that stores only the indices,
+  bit-packed into uint8, and the codebook, so its state_dict is small. This is the storage form.
+
+`dequantize_model` turns either back into an ordinary float network.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .kmeans import kmeans_1d
+from .prune import PRUNABLE, clone_model, prunable_layers, remove_masks
+from .train import fit, make_optimizer
+
+MAX_SHARE_BITS = 15  # a .kdz layer adds one codebook entry for zero to at most 2**bits centroids: <= 65,536 symbols
+MAX_QUANTIZE_BITS = 16
+
+
+class SharedWeight(nn.Module):
+    """Parametrization W = C[I] * M: the weight from the codebook C (the parameter), indices I and mask M."""
+
+    def __init__(self, index, mask):
+        super().__init__()
+        self.register_buffer("index", index)
+        self.register_buffer("mask", mask)
+
+    def forward(self, codebook):
+        """The weight tensor: codebook[index] where the mask keeps a weight, zero elsewhere."""
+        return codebook[self.index] * self.mask
+
+    def right_inverse(self, weight):
+        """The codebook that best gives `weight`: each centroid is the mean of its members (Lloyd's update)."""
+        k = int(self.index.max()) + 1 if self.index.numel() else 1
+        keep = self.mask.reshape(-1) != 0
+        index = self.index.reshape(-1)[keep]
+        sums = torch.zeros(k, dtype=weight.dtype, device=weight.device).index_add_(0, index,
+                                                                                    weight.reshape(-1)[keep])
+        counts = torch.bincount(index, minlength=k).clamp_min(1).to(weight.dtype)
+        return sums / counts
+
+
+def _bits_per_layer(model, bits, top):
+    """{layer name: bits} for an int (every Linear/Conv2d layer) or a {layer name: bits} dict."""
+    def checked(value, what):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= top:
+            raise ValueError(f"{what} must be an int in 1..{top}, got {value!r}")
+        return int(value)
+
+    if isinstance(bits, dict):
+        layers = prunable_layers(model, bits)
+        return {name: checked(bits[name], f"bits[{name!r}]") for name, _ in layers}
+    value = checked(bits, "bits")
+    return {name: value for name, _ in prunable_layers(model)}
+
+
+def shared_layers(model):
+    """The (name, module, SharedWeight) triples of the layers of `model` whose weight is codebook-shared."""
+    found = []
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            found += [(name, module, p) for p in module.parametrizations.weight if isinstance(p, SharedWeight)]
+    return found
+
+
+def share_weights(model, bits=5, init="linear"):
+    """Share each layer's surviving weights through a codebook of at most 2**bits k-means centroids (§3.1).
+
+    `bits` is an int for every Linear/Conv2d layer, or {layer name: bits} for just those layers. The
+    non-zero weights of a layer are clustered by `kmeans_1d` from the `init` initialisation ("linear",
+    "density" or "random", §3.2); zeros (pruned weights) stay exactly zero. Pruning masks of
+    torch.nn.utils.prune are folded in first. Works in place and returns `model`.
+    """
+    per_layer = _bits_per_layer(model, bits, MAX_SHARE_BITS)
+    if any(name in per_layer for name, _, _ in shared_layers(model)):
+        raise ValueError("model already has shared weights: share the weights of a float network")
+    remove_masks(model)
+    for name, module in prunable_layers(model):
+        if name not in per_layer:
+            continue
+        weight = module.weight.detach()
+        keep = weight != 0
+        index = torch.zeros(weight.shape, dtype=torch.long, device=weight.device)
+        if keep.any():
+            _, labels = kmeans_1d(weight[keep], 1 << per_layer[name], init=init)
+            index[keep] = labels
+        parametrize.register_parametrization(module, "weight", SharedWeight(index, keep.to(weight.dtype)))
+    return model
+
+
+def codebooks(model):
+    """The codebook parameters of the shared layers of `model`, in layer order."""
+    return [module.parametrizations.weight.original for _, module, _ in shared_layers(model)]
+
+
+def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", momentum=0.9, device="auto"):
+    """Retrain only the codebooks of a shared model; indices and masks stay fixed (§3.1, eq. 3).
+
+    The gradient of centroid k is the sum of the gradients of the weights that share it,
+    dL/dC_k = sum_ij dL/dW_ij * 1(I_ij = k), which autograd gives through W = C[I] * M. The other
+    parameters are frozen while it runs. Returns fit's history.
+    """
+    books = codebooks(model)
+    if not books:
+        raise ValueError("model has no shared weights: call share_weights(model, bits) first")
+    frozen = [p for p in model.parameters() if p.requires_grad and all(p is not b for b in books)]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        return fit(model, loader, epochs, optimizer=make_optimizer(books, optimizer, lr, momentum),
+                   device=device, desc="codebook")
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def pack_indices(index, bits):
+    """Bit-pack a 1-D tensor of indices < 2**bits into uint8 bytes, each index MSB first, no gaps between."""
+    shifts = torch.arange(bits - 1, -1, -1, device=index.device, dtype=torch.int32)
+    stream = ((index.reshape(-1, 1).int() >> shifts) & 1).to(torch.uint8).reshape(-1)
+    stream = F.pad(stream, (0, -stream.numel() % 8))
+    place = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=index.device)
+    return (stream.reshape(-1, 8) * place).sum(1, dtype=torch.uint8)
+
+
+def unpack_indices(packed, bits, count):
+    """The `count` indices of `bits` bits each stored by `pack_indices` in `packed`, as int64."""
+    shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
+    stream = ((packed.reshape(-1, 1) >> shifts) & 1).reshape(-1)[:count * bits]
+    place = 1 << torch.arange(bits - 1, -1, -1, device=packed.device, dtype=torch.int64)
+    return (stream.reshape(count, bits).long() * place).sum(1)
+
+
+class QuantizedLayer(nn.Module):
+    """A Linear or Conv2d whose weight is stored as bit-packed codebook indices (uint8 bytes) and a codebook."""
+
+    def __init__(self, layer, bits, init="linear"):
+        super().__init__()
+        weight = layer.weight.detach()
+        if getattr(layer, "padding_mode", "zeros") != "zeros":
+            raise ValueError(f"layer must pad with zeros to be quantized, got padding_mode={layer.padding_mode!r}")
+        self.bits, self.shape = bits, tuple(weight.shape)
+        self.kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
+        self.options = ({} if isinstance(layer, nn.Linear) else
+                        {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")})
+        codebook, index = _quantize(weight.reshape(-1), 1 << bits, init)
+        self.register_buffer("codebook", codebook)
+        self.register_buffer("packed", pack_indices(index, bits))
+        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
+
+    def index(self):
+        """The codebook index of every weight, flattened (int64)."""
+        return unpack_indices(self.packed, self.bits, math.prod(self.shape))
+
+    def decoded_weight(self):
+        """The float weight tensor: codebook[index]."""
+        return self.codebook[self.index()].reshape(self.shape)
+
+    def forward(self, x):
+        """The layer's output with the decoded weight."""
+        if self.kind == "Linear":
+            return F.linear(x, self.decoded_weight(), self.bias)
+        return F.conv2d(x, self.decoded_weight(), self.bias, **self.options)
+
+    def to_float(self):
+        """The equivalent ordinary nn.Linear or nn.Conv2d."""
+        return _float_layer(self.kind, self.shape, self.options, self.decoded_weight(), self.bias)
+
+    def extra_repr(self):
+        return f"{self.kind}, shape={self.shape}, bits={self.bits}"
+
+
+def _quantize(flat, k, init):
+    """(codebook of exactly k sorted values, indices): k-means of the weights, zero kept exact if present.
+
+    When some weights are exactly zero (pruned) and k > 1, zero is one codebook entry and the non-zero
+    weights share the other k - 1. Short codebooks are padded by repeating their largest value, so the
+    state_dict's shapes depend only on the architecture and `bits`.
+    """
+    zero = flat == 0
+    if k == 1 or not zero.any() or zero.all():
+        centroids, index = kmeans_1d(flat, k, init=init)
+    else:
+        centroids, labels = kmeans_1d(flat[~zero], k - 1, init=init)
+        at = int(torch.searchsorted(centroids, flat.new_zeros(1)))
+        centroids = torch.cat([centroids[:at], flat.new_zeros(1), centroids[at:]])
+        index = torch.full(flat.shape, at, dtype=torch.long, device=flat.device)
+        index[~zero] = labels + (labels >= at).long()
+    codebook = torch.cat([centroids, centroids[-1:].expand(k - len(centroids))])
+    return codebook.to(flat.dtype), index
+
+
+def _float_layer(kind, shape, options, weight, bias):
+    """A new nn.Linear or nn.Conv2d (`kind`) with weight `shape`, conv `options`, and copies of weight and bias."""
+    out_features, in_features, *kernel = shape
+    if kind == "Linear":
+        layer = nn.Linear(in_features, out_features, bias=bias is not None)
+    else:
+        layer = nn.Conv2d(in_features * options["groups"], out_features, tuple(kernel), bias=bias is not None,
+                          **options)
+    layer.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
+
+
+def float_layer(layer):
+    """A plain float copy of a Linear/Conv2d (pruned or shared: its effective weight) or of a QuantizedLayer."""
+    if isinstance(layer, QuantizedLayer):
+        return layer.to_float()
+    options = ({} if isinstance(layer, nn.Linear) else
+               {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups", "padding_mode")})
+    bias = None if layer.bias is None else layer.bias.detach()
+    kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
+    return _float_layer(kind, tuple(layer.weight.shape), options, layer.weight.detach(), bias)
+
+
+def _replace(model, make):
+    """A copy of `model` in which each layer that make(name, layer) maps to a module is replaced by it.
+
+    The copied layers are replaced, never changed in place: copies of a parametrized module share its
+    class with the original, so removing a parametrization from a copy would break the original.
+    """
+    model = clone_model(model)
+    for name, layer in list(model.named_modules()):
+        new = make(name, layer)
+        if new is not None:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, new)
+    return model
+
+
+def quantize_model(model, bits=8, init="linear"):
+    """A copy of `model` with every Linear/Conv2d stored as bit-packed `bits`-bit indices and a codebook.
+
+    `bits` is an int (1..16) or {layer name: bits} for just those layers. Each layer's weights are
+    clustered by `kmeans_1d` into 2**bits shared values (zero kept exact when the layer is pruned);
+    shared or pruned models are read through their effective weights, so a model whose layers have at
+    most 2**bits distinct values is stored exactly. Biases, BatchNorm and other parameters stay float.
+    """
+    model = dequantize_model(model)
+    per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)
+    return _replace(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init)
+                    if name in per_layer else None)
+
+
+def dequantize_model(model):
+    """A copy of `model` as an ordinary float network: quantized layers back to nn.Linear/nn.Conv2d,
+    shared weights and pruning masks folded into plain weight tensors."""
+    return _replace(model, lambda name, layer: float_layer(layer)
+                    if isinstance(layer, (QuantizedLayer, *PRUNABLE)) else None)

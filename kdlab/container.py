@@ -1,0 +1,210 @@
+"""The .kdz file: a Deep Compression network in one file (Han, Mao & Dally 2016, §2–4), read back exactly.
+
+Byte layout (integers big-endian):
+
+    8 bytes      magic b"\\x89KDZ\\r\\n\\x1a\\n" (PNG-style: catches text-mode and 7-bit damage)
+    1 byte       format version (1)
+    4 bytes      length of the header
+    header       zlib-compressed JSON: {"architecture": build_model's arguments or null,
+                 "tensors": [entry, ...]}, one entry per state_dict tensor of the float network, in order
+    blobs        each entry's byte strings, in entry order, with the lengths its "blobs" list gives
+    4 bytes      zlib.crc32 of everything before
+
+A "plain" entry (biases, BatchNorm, layers without a codebook) holds one blob, the tensor's raw
+little-endian bytes. A "codebook" entry holds three: the float32 codebook, the Huffman-coded relative
+positions of the stored weights (sparse.encode_positions, `position_bits` per field) and their
+Huffman-coded codebook indices. Filler entries point at a 0.0 in the codebook, appended when needed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .codebook import QuantizedLayer, dequantize_model, shared_layers
+from .errors import CompressedFormatError
+from .files import atomic_write
+from .huffman import huffman_decode, huffman_encode
+from .models import build_model
+from .sparse import DEFAULT_BITS, decode_positions, encode_positions
+
+MAGIC, VERSION = b"\x89KDZ\r\n\x1a\n", 1
+PREAMBLE = len(MAGIC) + 1 + 4
+DTYPES = {str(t).removeprefix("torch."): t for t in (torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                                                        torch.int64, torch.int32, torch.uint8, torch.bool)}
+
+
+def codebook_layers(model):
+    """{layer name: (codebook, index, kind)} for the shared and quantized layers of `model` ("conv" or "fc")."""
+    found = {}
+    for name, module, shared in shared_layers(model):
+        kind = "fc" if isinstance(module, nn.Linear) else "conv"
+        found[name] = (module.parametrizations.weight.original.detach(), shared.index.reshape(-1), kind)
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedLayer):
+            found[name] = (module.codebook, module.index(), "fc" if module.kind == "Linear" else "conv")
+    return found
+
+
+def _codebook_blobs(weight, codebook, index, bits):
+    """(file codebook, position stream, index stream) of one layer: only the non-zero weights are stored."""
+    flat = weight.reshape(-1).cpu()
+    stored = (flat != 0).numpy()
+    fields, filler = encode_positions(stored, bits)
+    used, real = np.unique(index.cpu().numpy()[stored], return_inverse=True)
+    values = codebook.detach().float().cpu().numpy()[used]
+    indices = np.empty(len(fields), np.int64)
+    indices[~filler] = real
+    if filler.any():
+        zero = np.flatnonzero(values == 0)
+        if not zero.size:
+            values, zero = np.append(values, np.float32(0)), [len(values)]
+        indices[filler] = zero[0]
+    return values.astype("<f4").tobytes(), huffman_encode(fields), huffman_encode(indices)
+
+
+def _raw(tensor):
+    """The tensor's raw little-endian bytes."""
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def save_compressed(model, path, position_bits=None):
+    """Write `model` as one .kdz file at `path` (atomically); return the file's size in bytes.
+
+    Shared (`share_weights`) and quantized (`quantize_model`) layers are stored as a codebook and
+    Huffman-coded indices and relative positions; everything else (biases, BatchNorm, float layers) as raw
+    tensors. `position_bits` overrides the relative-index field widths, {"conv": 8, "fc": 5} by default.
+    Models made by `build_model` record their architecture, so `load_compressed(path)` can rebuild them.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    widths = dict(DEFAULT_BITS, **(position_bits or {}))
+    if set(widths) != set(DEFAULT_BITS) or not all(isinstance(b, int) and 1 <= b <= 16 for b in widths.values()):
+        raise ValueError(f"position_bits must map 'conv' and 'fc' to ints in 1..16, got {position_bits!r}")
+    books = codebook_layers(model)
+    entries, blobs = [], []
+    for key, tensor in dequantize_model(model).state_dict().items():
+        layer, _, attr = key.rpartition(".")
+        if attr == "weight" and layer in books:
+            codebook, index, kind = books[layer]
+            parts = _codebook_blobs(tensor, codebook, index, widths[kind])
+            entries.append({"name": key, "kind": "codebook", "shape": list(tensor.shape),
+                            "position_bits": widths[kind]})
+        else:
+            if str(tensor.dtype).removeprefix("torch.") not in DTYPES:
+                raise ValueError(f"model tensor {key} has dtype {tensor.dtype}; allowed: {', '.join(DTYPES)}")
+            parts = (_raw(tensor),)
+            entries.append({"name": key, "kind": "plain", "shape": list(tensor.shape),
+                            "dtype": str(tensor.dtype).removeprefix("torch.")})
+        entries[-1]["blobs"] = [len(part) for part in parts]
+        blobs += parts
+    header = zlib.compress(json.dumps({"architecture": getattr(model, "kdlab_architecture", None),
+                                       "tensors": entries}).encode(), 9)
+    body = MAGIC + bytes([VERSION]) + len(header).to_bytes(4, "big") + header + b"".join(blobs)
+    atomic_write(path, body + zlib.crc32(body).to_bytes(4, "big"))
+    return len(body) + 4
+
+
+def read_compressed(path):
+    """(architecture, entries, file bytes) of a .kdz file, each entry its header dict plus its "data" blobs.
+
+    Checks the magic, the version, the CRC-32 and the header's structure; CompressedFormatError otherwise.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    data = Path(path).read_bytes()
+    if data[:len(MAGIC)] != MAGIC:
+        raise CompressedFormatError(f"{path} is not a kdlab .kdz file (bad magic bytes)")
+    if len(data) < PREAMBLE + 4:
+        raise CompressedFormatError(f"{path} is truncated: {len(data)} bytes")
+    if data[len(MAGIC)] != VERSION:
+        raise CompressedFormatError(f"{path} has format version {data[len(MAGIC)]}; this kdlab reads version "
+                                    f"{VERSION}: upgrade kdlab to read it")
+    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "big"):
+        raise CompressedFormatError(f"{path} is damaged or truncated (CRC-32 mismatch)")
+    size = int.from_bytes(data[len(MAGIC) + 1:PREAMBLE], "big")
+    if size > len(data) - PREAMBLE - 4:
+        raise CompressedFormatError(f"{path}: header length {size} runs past the end of the file")
+    try:
+        header = json.loads(zlib.decompress(data[PREAMBLE:PREAMBLE + size]))
+        architecture, entries = header["architecture"], header["tensors"]
+        for entry in entries:
+            _check_entry(entry)
+    except (ValueError, KeyError, TypeError, zlib.error) as error:
+        raise CompressedFormatError(f"{path}: the header is damaged ({error})") from None
+    at, end = PREAMBLE + size, len(data) - 4
+    if sum(sum(entry["blobs"]) for entry in entries) != end - at:
+        raise CompressedFormatError(f"{path}: the header's blob lengths do not add up to the file's size")
+    for entry in entries:
+        entry["data"] = []
+        for length in entry["blobs"]:
+            entry["data"].append(data[at:at + length])
+            at += length
+    return architecture, entries, len(data)
+
+
+def _check_entry(entry):
+    """Raise ValueError unless `entry` is a well-formed header entry."""
+    kind, shape, blobs = entry["kind"], entry["shape"], entry["blobs"]
+    if not isinstance(entry["name"], str) or not all(isinstance(n, int) and n >= 0 for n in shape + blobs):
+        raise ValueError(f"bad entry {entry!r}")
+    if kind == "plain":
+        if entry["dtype"] not in DTYPES or len(blobs) != 1:
+            raise ValueError(f"bad plain entry {entry['name']}")
+        if blobs[0] != math.prod(shape) * DTYPES[entry["dtype"]].itemsize:
+            raise ValueError(f"{entry['name']} holds {blobs[0]} bytes, not the {shape} {entry['dtype']} it claims")
+    elif kind != "codebook" or len(blobs) != 3 or blobs[0] % 4 or entry["position_bits"] not in range(1, 17):
+        raise ValueError(f"bad codebook entry {entry['name']}")
+
+
+def _tensor(entry):
+    """The float tensor an entry stands for."""
+    if entry["kind"] == "plain":
+        return torch.frombuffer(bytearray(entry["data"][0]), dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
+    values, positions, indices = entry["data"]
+    codebook = np.frombuffer(values, "<f4")
+    where = decode_positions(huffman_decode(positions), math.prod(entry["shape"]), entry["position_bits"])
+    which = huffman_decode(indices)
+    if len(which) != len(where) or (which.size and which.max() >= len(codebook)):
+        raise CompressedFormatError(f"{entry['name']}: {len(which)} indices for {len(where)} positions, "
+                                    f"or an index past the {len(codebook)}-entry codebook")
+    weight = np.zeros(math.prod(entry["shape"]), np.float32)
+    weight[where] = codebook[which]
+    return torch.from_numpy(weight).reshape(entry["shape"])
+
+
+def load_compressed(path, model=None):
+    """The network stored in a .kdz file, as an ordinary float nn.Module whose outputs equal the saved one's.
+
+    Without `model` it is rebuilt with build_model from the architecture the file records; with `model`
+    (an ordinary float network of the same architecture) the weights are loaded into it instead.
+    A damaged, truncated or foreign file raises CompressedFormatError.
+    """
+    if model is not None and not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    architecture, entries, _ = read_compressed(path)
+    state = {entry["name"]: _tensor(entry) for entry in entries}
+    if model is None:
+        if architecture is None:
+            raise ValueError(f"{path} does not record an architecture (its model was not made by build_model): "
+                             "pass model=, a network of the same architecture")
+        try:
+            model = build_model(architecture["name"], architecture["num_classes"], architecture["in_shape"])
+            model.load_state_dict(state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:
+            raise CompressedFormatError(f"{path}: the tensors do not fit the recorded architecture ({error})") from None
+        return model
+    target = model.state_dict()
+    if list(target) != list(state) or any(target[k].shape != state[k].shape for k in state):
+        raise ValueError(f"model does not match the architecture stored in {path}: its state_dict has "
+                         f"{len(target)} tensors, the file {len(state)} (shapes must agree one by one)")
+    model.load_state_dict(state)
+    return model
