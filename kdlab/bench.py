@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import torch
 
+from .files import atomic_write
 from .huffman import huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
 
@@ -146,18 +147,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kdlab.bench", description=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser.add_argument("--values", type=int, default=1_000_000, help="weights for the k-means benchmark")
+    parser.add_argument("--symbols", type=int, default=2_000_000, help="indices for the Huffman benchmark")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    for option in ("repeats", "values", "symbols"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be >= 1, got {getattr(args, option)}")
     torch.set_num_threads(args.threads)
-    results = {"kmeans": bench_kmeans(repeats=args.repeats), "huffman": bench_huffman(repeats=args.repeats),
+    results = {"kmeans": bench_kmeans(args.values, repeats=args.repeats),
+               "huffman": bench_huffman(args.symbols, repeats=args.repeats),
                "torch_threads": torch.get_num_threads()}
     print(table(results))
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
-        from .files import atomic_write
         atomic_write(args.json, text + "\n")
     return results
 

@@ -26,6 +26,7 @@ def test_every_model_fits_every_dataset_shape(name, shape):
     model = kdlab.build_model(name, num_classes=7, in_shape=shape).eval()
     with torch.no_grad():
         assert model(torch.randn(2, *shape)).shape == (2, 7)
+    assert model.kdlab_architecture == {"name": name, "num_classes": 7, "in_shape": list(shape)}
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,16 @@ def test_remove_masks_keeps_the_zeros_as_plain_parameters():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call(_model())
+
+
+def test_clone_model_copies_a_pruned_model_independently():
+    model = _model()
+    prune_by_std(model, 1.0)
+    copied = kdlab.clone_model(model)
+    for (_, a), (_, b) in zip(prunable_layers(model), prunable_layers(copied)):
+        assert torch.equal(a.weight, b.weight) and torch_prune.is_pruned(b)
+        with torch.no_grad():
+            b.weight_orig.add_(1.0)
+    x = torch.randn(2, 1, 28, 28)
+    assert not torch.equal(model(x), copied(x))
+    assert torch.equal(copied[1].weight[model[1].weight_mask == 0], torch.zeros(int((model[1].weight_mask == 0).sum())))

@@ -1,0 +1,236 @@
+import json
+import os
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import kdlab
+from kdlab.container import MAGIC, PREAMBLE, load_compressed, read_compressed, save_compressed
+
+
+def _compressed(name="lenet300", bits=5, sensitivity=1.0, in_shape=(1, 28, 28)):
+    kdlab.set_seed(0)
+    model = kdlab.build_model(name, in_shape=in_shape)
+    kdlab.prune_by_std(model, sensitivity)
+    return kdlab.share_weights(model, bits).eval()
+
+
+def _outputs(model, in_shape=(1, 28, 28)):
+    with torch.no_grad():
+        return model.eval()(torch.randn(5, *in_shape, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    """A small valid .kdz file (mlp30 on 8x8 inputs, pruned and shared) and its bytes."""
+    path = tmp_path_factory.mktemp("kdz") / "small.kdz"
+    save_compressed(_compressed("mlp30", 3, in_shape=(1, 8, 8)), path)
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "resnet10"])
+def test_loaded_network_gives_the_saved_networks_outputs(tmp_path, name):
+    model = _compressed(name)
+    size = save_compressed(model, tmp_path / "m.kdz")
+    assert size == os.path.getsize(tmp_path / "m.kdz")
+    loaded = load_compressed(tmp_path / "m.kdz")
+    assert torch.equal(_outputs(loaded), _outputs(model))
+    assert not kdlab.shared_layers(loaded)
+
+
+def test_quantized_and_float_models_round_trip(tmp_path):
+    kdlab.set_seed(0)
+    model = kdlab.build_model("lenet5")
+    save_compressed(model, tmp_path / "float.kdz")
+    assert torch.equal(_outputs(load_compressed(tmp_path / "float.kdz")), _outputs(model))
+    quantized = kdlab.quantize_model(model, 4)
+    save_compressed(quantized, tmp_path / "q.kdz")
+    assert torch.equal(_outputs(load_compressed(tmp_path / "q.kdz")), _outputs(quantized))
+    assert os.path.getsize(tmp_path / "q.kdz") < os.path.getsize(tmp_path / "float.kdz") / 6
+
+
+def test_load_into_a_given_model(tmp_path):
+    model = _compressed("lenet300")
+    save_compressed(model, tmp_path / "m.kdz")
+    target = kdlab.build_model("lenet300")
+    assert load_compressed(tmp_path / "m.kdz", model=target) is target
+    assert torch.equal(_outputs(target), _outputs(model))
+
+
+def test_a_model_without_recorded_architecture_needs_model(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    save_compressed(kdlab.share_weights(model, 3), tmp_path / "m.kdz")
+    with pytest.raises(ValueError, match="pass model="):
+        load_compressed(tmp_path / "m.kdz")
+    target = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    load_compressed(tmp_path / "m.kdz", model=target)
+    assert torch.equal(_outputs(target, (1, 8, 8)), _outputs(model, (1, 8, 8)))
+
+
+def test_a_model_of_another_architecture_is_refused(tmp_path):
+    save_compressed(_compressed("lenet300"), tmp_path / "m.kdz")
+    with pytest.raises(ValueError, match="does not match"):
+        load_compressed(tmp_path / "m.kdz", model=kdlab.build_model("lenet5"))
+
+
+def test_long_zero_runs_empty_layers_and_a_zero_centroid_round_trip(tmp_path):
+    layer = nn.Linear(200, 3)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[0, 199] = 0.5    # a gap of 200 > 2**5: fillers
+        layer.weight[2, :4] = torch.tensor([-1.0, 1.0, -1.0, 1.0])
+    model = nn.Sequential(layer)
+    kdlab.share_weights(model, 1)
+    with torch.no_grad():
+        model[0].parametrizations.weight.original[0] = 0.0   # a centroid that is exactly zero
+    save_compressed(model, tmp_path / "m.kdz")
+    target = nn.Sequential(nn.Linear(200, 3))
+    load_compressed(tmp_path / "m.kdz", model=target)
+    assert torch.equal(target[0].weight, model[0].weight.detach())
+
+
+def test_quantized_model_filler_entries_point_at_its_zero(tmp_path):
+    layer = nn.Linear(100, 2)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[1, 90:] = torch.linspace(-1, 1, 10)
+    quantized = kdlab.quantize_model(nn.Sequential(layer), 8)
+    save_compressed(quantized, tmp_path / "m.kdz")
+    target = nn.Sequential(nn.Linear(100, 2))
+    load_compressed(tmp_path / "m.kdz", model=target)
+    assert torch.equal(target[0].weight, quantized[0].decoded_weight())
+
+
+def test_position_bits_change_the_gap_fields(tmp_path):
+    model = _compressed("lenet300")
+    save_compressed(model, tmp_path / "a.kdz", position_bits={"fc": 3})
+    _, entries, _ = read_compressed(tmp_path / "a.kdz")
+    assert {e["position_bits"] for e in entries if e["kind"] == "codebook"} == {3}
+    assert torch.equal(_outputs(load_compressed(tmp_path / "a.kdz")), _outputs(model))
+
+
+def test_save_is_atomic_a_failed_save_leaves_the_old_file(tmp_path):
+    path = tmp_path / "m.kdz"
+    save_compressed(_compressed("mlp30", in_shape=(1, 8, 8)), path)
+    before = path.read_bytes()
+    model = nn.Sequential(nn.Linear(2, 2))
+    model.register_buffer("odd", torch.zeros(2, dtype=torch.int16))
+    with pytest.raises(ValueError, match="dtype"):
+        save_compressed(model, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.kdz"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"model": "net"}, "model must be a torch.nn.Module"),
+    ({"path": 3}, "path must be a str"),
+    ({"position_bits": {"fc": 0}}, "position_bits"),
+    ({"position_bits": {"rnn": 4}}, "position_bits"),
+])
+def test_save_bad_arguments(tmp_path, kwargs, message):
+    args = {"model": _compressed("mlp30", in_shape=(1, 8, 8)), "path": tmp_path / "m.kdz", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        save_compressed(**args)
+
+
+def test_load_bad_arguments(small_file):
+    with pytest.raises(ValueError, match="path must be"):
+        load_compressed(None)
+    with pytest.raises(ValueError, match="model must be"):
+        load_compressed(small_file[0], model="mlp30")
+
+
+def test_every_flipped_byte_is_caught(tmp_path, small_file):
+    _, data = small_file
+    path = tmp_path / "bad.kdz"
+    for at in range(len(data)):
+        damaged = bytearray(data)
+        damaged[at] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(kdlab.CompressedFormatError):
+            load_compressed(path)
+
+
+def test_every_truncation_is_caught(tmp_path, small_file):
+    _, data = small_file
+    path = tmp_path / "short.kdz"
+    for length in range(len(data)):
+        path.write_bytes(data[:length])
+        with pytest.raises(kdlab.CompressedFormatError):
+            load_compressed(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a kdlab .kdz file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a kdlab .kdz file"),
+    (b"hello, world\n" * 10, "not a kdlab .kdz file"),
+    (MAGIC, "truncated"),
+])
+def test_foreign_files_are_refused(tmp_path, content, message):
+    (tmp_path / "x.kdz").write_bytes(content)
+    with pytest.raises(kdlab.CompressedFormatError, match=message):
+        load_compressed(tmp_path / "x.kdz")
+
+
+def _parts(data):
+    """(header dict, the blob bytes) of a .kdz file's bytes."""
+    size = int.from_bytes(data[len(MAGIC) + 1:PREAMBLE], "big")
+    return json.loads(zlib.decompress(data[PREAMBLE:PREAMBLE + size])), data[PREAMBLE + size:-4]
+
+
+def _build(header, blobs, version=1):
+    """A .kdz file from its parts, with a valid CRC: damage that the checksum cannot see."""
+    packed = zlib.compress(json.dumps(header).encode())
+    body = MAGIC + bytes([version]) + len(packed).to_bytes(4, "big") + packed + blobs
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def test_a_newer_version_is_named(tmp_path, small_file):
+    (tmp_path / "v.kdz").write_bytes(_build(*_parts(small_file[1]), version=2))
+    with pytest.raises(kdlab.CompressedFormatError, match="format version 2"):
+        load_compressed(tmp_path / "v.kdz")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda h: h.pop("tensors"), "header is damaged"),
+    (lambda h: h["tensors"][0].update(kind="mystery"), "header is damaged"),
+    (lambda h: h["tensors"][1].update(shape=[7]), "header is damaged"),
+    (lambda h: h["tensors"][1].update(dtype="complex64"), "header is damaged"),
+    (lambda h: h["tensors"][0].update(position_bits=0), "header is damaged"),
+    (lambda h: h["tensors"][0].update(shape=[30, 33]), "past the last"),
+    (lambda h: h["tensors"][0]["blobs"].__setitem__(0, h["tensors"][0]["blobs"][0] + 4), "do not add up"),
+    (lambda h: h["architecture"].update(num_classes=11), "do not fit the recorded architecture"),
+    (lambda h: h["architecture"].update(name="resnet99"), "do not fit the recorded architecture"),
+])
+def test_a_damaged_header_with_a_valid_crc_is_caught(tmp_path, small_file, change, message):
+    header, blobs = _parts(small_file[1])
+    change(header)
+    (tmp_path / "h.kdz").write_bytes(_build(header, blobs))
+    with pytest.raises(kdlab.CompressedFormatError, match=message):
+        load_compressed(tmp_path / "h.kdz")
+
+
+def test_swapped_streams_with_a_valid_crc_are_caught(tmp_path, small_file):
+    header, blobs = _parts(small_file[1])
+    first = header["tensors"][0]
+    values, positions, indices = first["blobs"]
+    streams = blobs[values:values + positions + indices]
+    swapped = streams[positions:] + streams[:positions]
+    first["blobs"] = [values, indices, positions]
+    damaged = blobs[:values] + swapped + blobs[values + positions + indices:]
+    (tmp_path / "s.kdz").write_bytes(_build(header, damaged))
+    with pytest.raises(kdlab.CompressedFormatError):
+        load_compressed(tmp_path / "s.kdz")
+
+
+def test_read_compressed_gives_the_entries(small_file):
+    path, data = small_file
+    architecture, entries, size = read_compressed(path)
+    assert architecture == {"name": "mlp30", "num_classes": 10, "in_shape": [1, 8, 8]}
+    assert size == len(data)
+    assert [e["name"] for e in entries] == list(kdlab.build_model("mlp30", in_shape=(1, 8, 8)).state_dict())
+    assert [e["kind"] for e in entries] == ["codebook", "plain", "codebook", "plain"]
+    assert np.frombuffer(entries[0]["data"][0], "<f4").size <= 2 ** 3 + 1
