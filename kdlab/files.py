@@ -21,6 +21,7 @@ def atomic_write(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the mode open() would
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -33,3 +34,10 @@ def atomic_torch_save(obj, path):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write(path, buffer.getvalue())
+
+
+def _umask():
+    """The process's file-creation mask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
