@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .kmeans import kmeans_1d
-from .prune import PRUNABLE, clone_model, prunable_layers, remove_masks
+from .prune import PRUNABLE, clone_model, current_weight, prunable_layers, remove_masks
 from .train import fit, make_optimizer
 
 MAX_SHARE_BITS = 15  # a .kdz layer adds one codebook entry for zero to at most 2**bits centroids: <= 65,536 symbols
@@ -225,7 +225,7 @@ def float_layer(layer):
                {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups", "padding_mode")})
     bias = None if layer.bias is None else layer.bias.detach()
     kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
-    return _float_layer(kind, tuple(layer.weight.shape), options, layer.weight.detach(), bias)
+    return _float_layer(kind, tuple(layer.weight.shape), options, current_weight(layer), bias)
 
 
 def _replace(model, make):

@@ -25,6 +25,17 @@ def prunable_layers(model, layers=None):
     return [(name, m) for name, m in found if name in set(layers)]
 
 
+def current_weight(module):
+    """The module's weight as it is now: weight_orig * weight_mask while pruning masks are attached.
+
+    torch.nn.utils.prune recomputes `module.weight` only in a forward pass, so right after an optimizer
+    step it is one step out of date.
+    """
+    if prune.is_pruned(module) and hasattr(module, "weight_orig"):
+        return (module.weight_orig * module.weight_mask).detach()
+    return module.weight.detach()
+
+
 def prune_by_std(model, sensitivity, layers=None):
     """Prune each layer's weights with |w| < sensitivity x std of the layer's weights; return the thresholds.
 
@@ -38,7 +49,7 @@ def prune_by_std(model, sensitivity, layers=None):
         raise ValueError(f"sensitivity must be >= 0, got {sensitivity}")
     thresholds = {}
     for name, module in prunable_layers(model, layers):
-        weight = module.weight.detach()
+        weight = current_weight(module)
         threshold = sensitivity * weight.std().item() if weight.numel() > 1 else 0.0
         prune.custom_from_mask(module, "weight", weight.abs() >= threshold)
         thresholds[name] = threshold
@@ -63,7 +74,7 @@ def sparsity(model):
     """Per-layer {layer, weights, nonzero, kept} and a "total" row: how many weights survive pruning."""
     rows = []
     for name, module in prunable_layers(model):
-        weight = module.weight.detach()
+        weight = current_weight(module)
         nonzero = int(torch.count_nonzero(weight))
         rows.append({"layer": name, "weights": weight.numel(), "nonzero": nonzero, "kept": nonzero / weight.numel()})
     weights, nonzero = sum(r["weights"] for r in rows), sum(r["nonzero"] for r in rows)

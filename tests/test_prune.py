@@ -118,3 +118,19 @@ def test_clone_model_copies_a_pruned_model_independently():
     x = torch.randn(2, 1, 28, 28)
     assert not torch.equal(model(x), copied(x))
     assert torch.equal(copied[1].weight[model[1].weight_mask == 0], torch.zeros(int((model[1].weight_mask == 0).sum())))
+
+
+def test_pruning_right_after_training_reads_the_current_weights(digits):
+    """torch's pruned `weight` is refreshed only by a forward pass; the thresholds must not use a stale one."""
+    kdlab.set_seed(0)
+    model = kdlab.build_model("mlp100", in_shape=(1, 8, 8))
+    prune_by_std(model, 0.5)
+    kdlab.fit(model, kdlab.make_loader(digits[0], 64, shuffle=True), 1, device="cpu")
+    current = [(m.weight_orig * m.weight_mask).detach().clone() for _, m in prunable_layers(model)]
+    assert any(not torch.equal(c, m.weight) for c, (_, m) in zip(current, prunable_layers(model)))
+    rows = sparsity(model)
+    thresholds = prune_by_std(model, 1.0)
+    for weight, row, (name, module) in zip(current, rows, prunable_layers(model)):
+        assert row["nonzero"] == int(torch.count_nonzero(weight))
+        assert thresholds[name] == pytest.approx(weight.std().item())
+        assert torch.equal(module.weight_mask.bool(), (weight.abs() >= thresholds[name]) & (weight != 0))
