@@ -74,12 +74,12 @@ def shared_layers(model):
     return found
 
 
-def share_weights(model, bits=5, init="linear"):
+def share_weights(model, bits=5, init="linear", seed=0):
     """Share each layer's surviving weights through a codebook of at most 2**bits k-means centroids (§3.1).
 
     `bits` is an int for every Linear/Conv2d layer, or {layer name: bits} for just those layers. The
     non-zero weights of a layer are clustered by `kmeans_1d` from the `init` initialisation ("linear",
-    "density" or "random", §3.2); zeros (pruned weights) stay exactly zero. Pruning masks of
+    "density" or "random" drawn with `seed`, §3.2); zeros (pruned weights) stay exactly zero. Pruning masks of
     torch.nn.utils.prune are folded in first. Works in place and returns `model`.
     """
     per_layer = _bits_per_layer(model, bits, MAX_SHARE_BITS)
@@ -93,7 +93,7 @@ def share_weights(model, bits=5, init="linear"):
         keep = weight != 0
         index = torch.zeros(weight.shape, dtype=torch.long, device=weight.device)
         if keep.any():
-            _, labels = kmeans_1d(weight[keep], 1 << per_layer[name], init=init)
+            _, labels = kmeans_1d(weight[keep], 1 << per_layer[name], init=init, seed=seed)
             index[keep] = labels
         parametrize.register_parametrization(module, "weight", SharedWeight(index, keep.to(weight.dtype)))
     return model
@@ -145,7 +145,7 @@ def unpack_indices(packed, bits, count):
 class QuantizedLayer(nn.Module):
     """A Linear or Conv2d whose weight is stored as bit-packed codebook indices (uint8 bytes) and a codebook."""
 
-    def __init__(self, layer, bits, init="linear"):
+    def __init__(self, layer, bits, init="linear", seed=0):
         super().__init__()
         weight = layer.weight.detach()
         if getattr(layer, "padding_mode", "zeros") != "zeros":
@@ -154,7 +154,7 @@ class QuantizedLayer(nn.Module):
         self.kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
         self.options = ({} if isinstance(layer, nn.Linear) else
                         {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")})
-        codebook, index = _quantize(weight.reshape(-1), 1 << bits, init)
+        codebook, index = _quantize(weight.reshape(-1), 1 << bits, init, seed)
         self.register_buffer("codebook", codebook)
         self.register_buffer("packed", pack_indices(index, bits))
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
@@ -181,7 +181,7 @@ class QuantizedLayer(nn.Module):
         return f"{self.kind}, shape={self.shape}, bits={self.bits}"
 
 
-def _quantize(flat, k, init):
+def _quantize(flat, k, init, seed):
     """(codebook of exactly k sorted values, indices): k-means of the weights, zero kept exact if present.
 
     When some weights are exactly zero (pruned) and k > 1, zero is one codebook entry and the non-zero
@@ -190,9 +190,9 @@ def _quantize(flat, k, init):
     """
     zero = flat == 0
     if k == 1 or not zero.any() or zero.all():
-        centroids, index = kmeans_1d(flat, k, init=init)
+        centroids, index = kmeans_1d(flat, k, init=init, seed=seed)
     else:
-        centroids, labels = kmeans_1d(flat[~zero], k - 1, init=init)
+        centroids, labels = kmeans_1d(flat[~zero], k - 1, init=init, seed=seed)
         at = int(torch.searchsorted(centroids, flat.new_zeros(1)))
         centroids = torch.cat([centroids[:at], flat.new_zeros(1), centroids[at:]])
         index = torch.full(flat.shape, at, dtype=torch.long, device=flat.device)
@@ -243,17 +243,17 @@ def _replace(model, make):
     return model
 
 
-def quantize_model(model, bits=8, init="linear"):
+def quantize_model(model, bits=8, init="linear", seed=0):
     """A copy of `model` with every Linear/Conv2d stored as bit-packed `bits`-bit indices and a codebook.
 
     `bits` is an int (1..16) or {layer name: bits} for just those layers. Each layer's weights are
-    clustered by `kmeans_1d` into 2**bits shared values (zero kept exact when the layer is pruned);
-    shared or pruned models are read through their effective weights, so a model whose layers have at
-    most 2**bits distinct values is stored exactly. Biases, BatchNorm and other parameters stay float.
+    clustered by `kmeans_1d` (from `init`, with `seed` for "random") into 2**bits shared values, zero kept
+    exact when the layer is pruned. Shared or pruned models are read through their effective weights, so
+    a model whose layers have at most 2**bits distinct values is stored exactly. Biases, BatchNorm and other parameters stay float.
     """
     model = dequantize_model(model)
     per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)
-    return _replace(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init)
+    return _replace(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init, seed)
                     if name in per_layer else None)
 
 

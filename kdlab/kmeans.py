@@ -1,7 +1,7 @@
 """One-dimensional k-means for weight sharing (Deep Compression, Han, Mao & Dally 2016, §3.1–3.2).
 
 Weight sharing clusters a layer's weights W = {w_1, ..., w_n} into k clusters C = {c_1, ..., c_k} that
-minimise the within-cluster sum of squares (eq. 1):
+minimise the within-cluster sum of squares (eq. 2):
 
     argmin_C  sum_{i=1..k} sum_{w in c_i} |w - c_i|^2
 
@@ -156,7 +156,7 @@ def _labels(order, sizes):
 
 
 def kmeans_1d(values, k, init="linear", max_iter=100, tol=1e-6, seed=0):
-    """Cluster the values into at most k clusters by Lloyd's algorithm (eq. 1); return (centroids, labels).
+    """Cluster the values into at most k clusters by Lloyd's algorithm (eq. 2); return (centroids, labels).
 
     `centroids` is a 1-D tensor sorted ascending, on the values' device and in their dtype (float32 for
     non-float input); `labels` is an int64 tensor with one entry per value (flattened) indexing its

@@ -215,3 +215,15 @@ def test_quantize_refuses_non_zero_padding():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"))
     with pytest.raises(ValueError, match="padding_mode"):
         quantize_model(model)
+
+
+def test_random_initialisation_follows_the_seed():
+    def shared(seed):
+        return share_weights(_pruned(), 2, init="random", seed=seed)[1].parametrizations.weight.original.detach()
+
+    def quantized(seed):
+        return quantize_model(_pruned(), 2, init="random", seed=seed)[1].codebook
+
+    for codebook in (shared, quantized):
+        assert torch.equal(codebook(3), codebook(3))
+        assert any(not torch.equal(codebook(0), codebook(s)) for s in (1, 2, 3))
