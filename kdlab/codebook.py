@@ -249,7 +249,8 @@ def quantize_model(model, bits=8, init="linear", seed=0):
     `bits` is an int (1..16) or {layer name: bits} for just those layers. Each layer's weights are
     clustered by `kmeans_1d` (from `init`, with `seed` for "random") into 2**bits shared values, zero kept
     exact when the layer is pruned. Shared or pruned models are read through their effective weights, so
-    a model whose layers have at most 2**bits distinct values is stored exactly. Biases, BatchNorm and other parameters stay float.
+    a model whose layers have at most 2**bits distinct values is stored exactly. Biases, BatchNorm and other
+    parameters stay float.
     """
     model = dequantize_model(model)
     per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)

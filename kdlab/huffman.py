@@ -121,7 +121,8 @@ def huffman_encode(symbols):
     table = zlib.compress(lengths.tobytes(), 9)
     total_bits = int(counts @ lengths)
     payload, marks = _pack_codes(symbols, canonical_codes(lengths), lengths, total_bits)
-    log_block, sync = _sync_table(marks, n, max(len(payload) // 512, min(len(payload) // 100, SYNC_BUDGET) - len(table)))
+    budget = max(len(payload) // 512, min(len(payload) // 100, SYNC_BUDGET) - len(table))
+    log_block, sync = _sync_table(marks, n, budget)
     stream += _varint(len(lengths)) + _varint(len(table)) + table + bytes([log_block]) + _varint(total_bits)
     return _sealed(stream + sync + payload)
 

@@ -25,7 +25,8 @@ def test_benchmarks_measure_on_small_inputs():
 
 
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
-    results = bench.main(["--repeats", "1", "--values", "5000", "--symbols", "5000", "--json", str(tmp_path / "b.json")])
+    out = str(tmp_path / "b.json")
+    results = bench.main(["--repeats", "1", "--values", "5000", "--symbols", "5000", "--json", out])
     assert json.loads((tmp_path / "b.json").read_text())["kmeans"]["values"] == results["kmeans"]["values"]
     assert "benchmark" in capsys.readouterr().out
 

@@ -45,6 +45,11 @@ def test_dataset_info(mnist5k, digits):
     assert kdlab.dataset_info(kdlab.make_loader(digits[1], 32)) == ((1, 8, 8), 10)
 
 
+def test_dataset_name_lists():
+    assert kdlab.OFFLINE_DATASETS == ("mnist5k", "digits")
+    assert set(kdlab.OFFLINE_DATASETS) < set(kdlab.DATASETS) and "cifar10" in kdlab.DATASETS
+
+
 def test_unknown_dataset_names_the_allowed_ones():
     with pytest.raises(ValueError, match="dataset must be one of mnist5k, digits"):
         kdlab.load_dataset("imagenet")

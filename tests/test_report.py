@@ -21,6 +21,7 @@ def test_ratio_is_float32_parameter_bytes_over_the_file_on_disk(tmp_path, shared
     path = tmp_path / "m.kdz"
     kdlab.save_compressed(shared_lenet300, path)
     report = compression_report(path)
+    assert isinstance(report, kdlab.CompressionReport)
     float32 = 4 * kdlab.count_parameters(kdlab.dequantize_model(shared_lenet300))
     assert report.file_bytes == os.path.getsize(path)
     assert report.float32_bytes == float32
