@@ -1,45 +1,67 @@
-"""`python -m kdlab distill …`: the course's main job from the command line."""
+"""`python -m kdlab distill|pipeline …`: the course's main jobs from the command line."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .data import DATASETS
 from .models import MODELS
-from .pipeline import run_distillation, write_report
+from .pipeline import run_distillation, run_pipeline, write_report
+
+
+def _common(parser, out):
+    """The options that distillation and the pipeline share."""
+    parser.add_argument("--dataset", default="mnist5k", choices=DATASETS)
+    parser.add_argument("--teacher", default="lenet5", choices=MODELS)
+    parser.add_argument("--student", default="lenet300", choices=MODELS)
+    parser.add_argument("--teacher-epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40, help="student epochs (scratch and distilled)")
+    parser.add_argument("--temperature", type=float, default=10.0)
+    parser.add_argument("--alpha", type=float, default=0.9)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", default="data", help="download cache of the torchvision data sets")
+    parser.add_argument("--out", default=out)
 
 
 def parse_args(argv=None):
     """The command line: a sub-command and its options."""
     parser = argparse.ArgumentParser(prog="python -m kdlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    distill = commands.add_parser("distill", help="train a teacher, a scratch student and a distilled student")
-    distill.add_argument("--dataset", default="mnist5k", choices=DATASETS)
-    distill.add_argument("--teacher", default="lenet5", choices=MODELS)
-    distill.add_argument("--student", default="lenet300", choices=MODELS)
-    distill.add_argument("--teacher-epochs", type=int, default=30)
-    distill.add_argument("--epochs", type=int, default=40, help="student epochs (scratch and distilled)")
-    distill.add_argument("--temperature", type=float, default=10.0)
-    distill.add_argument("--alpha", type=float, default=0.9)
-    distill.add_argument("--lr", type=float, default=1e-3)
-    distill.add_argument("--batch-size", type=int, default=64)
-    distill.add_argument("--device", default="auto")
-    distill.add_argument("--seed", type=int, default=0)
-    distill.add_argument("--root", default="data", help="download cache of the torchvision data sets")
-    distill.add_argument("--out", default="runs/distill")
+    _common(commands.add_parser("distill", help="train a teacher, a scratch student and a distilled student"),
+            "runs/distill")
+    pipeline = commands.add_parser("pipeline", help="distil, then prune, share, fine-tune and write one .kdz file")
+    _common(pipeline, "runs/pipeline")
+    pipeline.add_argument("--sensitivities", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5, 2.75],
+                          help="iterative pruning: threshold = sensitivity x layer std, one step each")
+    pipeline.add_argument("--retrain-epochs", type=int, default=12, help="retraining epochs after each step")
+    pipeline.add_argument("--conv-bits", type=int, default=8, help="codebook bits of the conv layers")
+    pipeline.add_argument("--fc-bits", type=int, default=4, help="codebook bits of the fully connected layers")
+    pipeline.add_argument("--finetune-epochs", type=int, default=5, help="codebook fine-tuning epochs")
+    pipeline.add_argument("--finetune-lr", type=float, default=1e-4)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    """Run the command and print its accuracies."""
-    args = parse_args(argv)
-    options = vars(args)
-    command, out = options.pop("command"), options.pop("out")
+    """Run the command and print its results."""
+    options = vars(parse_args(argv))
+    command, out = options.pop("command"), Path(options["out"])
     if command == "distill":
-        report, _ = run_distillation(**options)
-        path = write_report(report, out)
-        for key in ("teacher", "student_scratch", "student_distilled"):
-            print(f"{key:<18} {report[key]['accuracy']:.4f}")
-        print(f"report: {path}  ({report['seconds']:.1f} s on {report['device']})")
+        del options["out"]
+        report, _, _ = run_distillation(**options)
+        write_report(report, out)
+    else:
+        report, _ = run_pipeline(**options)
+        print((out / "report.md").read_text())
+    for key in ("teacher", "student_scratch", "student_distilled"):
+        print(f"{key:<18} {report[key]['accuracy']:.4f}")
+    if command == "pipeline":
+        compressed = report["compressed"]
+        print(f"{'compressed':<18} {compressed['accuracy']:.4f}  {compressed['file_bytes']:,} bytes, "
+              f"{compressed['ratio']:.1f}x smaller; reloaded {report['reloaded_accuracy']:.4f}")
+    print(f"report: {out / 'report.json'}  ({report['seconds']:.1f} s on {report['device']})")
 
 
 if __name__ == "__main__":

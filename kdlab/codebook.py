@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from .kmeans import kmeans_1d
 from .prune import PRUNABLE, clone_model, current_weight, prunable_layers, remove_masks
-from .train import fit, make_optimizer
+from .train import cross_entropy, fit, make_optimizer
 
 MAX_SHARE_BITS = 15  # a .kdz layer adds one codebook entry for zero to at most 2**bits centroids: <= 65,536 symbols
 MAX_QUANTIZE_BITS = 16
@@ -104,12 +104,13 @@ def codebooks(model):
     return [module.parametrizations.weight.original for _, module, _ in shared_layers(model)]
 
 
-def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", momentum=0.9, device="auto"):
+def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", momentum=0.9, device="auto",
+                      loss_fn=cross_entropy):
     """Retrain only the codebooks of a shared model; indices and masks stay fixed (§3.1, eq. 3).
 
     The gradient of centroid k is the sum of the gradients of the weights that share it,
     dL/dC_k = sum_ij dL/dW_ij * 1(I_ij = k), which autograd gives through W = C[I] * M. The other
-    parameters are frozen while it runs. Returns fit's history.
+    parameters are frozen while it runs; `loss_fn(logits, inputs, labels)` is the loss. Returns fit's history.
     """
     books = codebooks(model)
     if not books:
@@ -119,7 +120,7 @@ def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", moment
         p.requires_grad_(False)
     try:
         return fit(model, loader, epochs, optimizer=make_optimizer(books, optimizer, lr, momentum),
-                   device=device, desc="codebook")
+                   loss_fn=loss_fn, device=device, desc="codebook")
     finally:
         for p in frozen:
             p.requires_grad_(True)

@@ -10,8 +10,9 @@ Byte layout (integers big-endian):
     blobs        each entry's byte strings, in entry order, with the lengths its "blobs" list gives
     4 bytes      zlib.crc32 of everything before
 
-A "plain" entry (biases, BatchNorm, layers without a codebook) holds one blob, the tensor's raw
-little-endian bytes. A "codebook" entry holds three: the float32 codebook, the Huffman-coded relative
+A "plain" entry (biases, BatchNorm, dense layers) holds one blob, the tensor's raw little-endian bytes.
+A "sparse" entry (a pruned float32 layer without a codebook) holds two: the float32 values of its stored
+entries and their Huffman-coded relative positions. A "codebook" entry holds three: the float32 codebook, the Huffman-coded relative
 positions of the stored weights (sparse.encode_positions, `position_bits` per field) and their
 Huffman-coded codebook indices. Filler entries point at a 0.0 in the codebook, appended when needed.
 """
@@ -32,6 +33,7 @@ from .errors import CompressedFormatError
 from .files import atomic_write
 from .huffman import huffman_decode, huffman_encode
 from .models import build_model
+from .prune import prunable_layers
 from .sparse import DEFAULT_BITS, decode_positions, encode_positions
 
 MAGIC, VERSION = b"\x89KDZ\r\n\x1a\n", 1
@@ -69,6 +71,16 @@ def _codebook_blobs(weight, codebook, index, bits):
     return values.astype("<f4").tobytes(), huffman_encode(fields), huffman_encode(indices)
 
 
+def _sparse_blobs(weight, bits):
+    """(float32 values of the stored entries, position stream) of a pruned layer without a codebook."""
+    flat = weight.detach().reshape(-1).cpu()
+    stored = (flat != 0).numpy()
+    fields, filler = encode_positions(stored, bits)
+    values = np.zeros(len(fields), "<f4")
+    values[~filler] = flat.numpy()[stored]
+    return values.tobytes(), huffman_encode(fields)
+
+
 def _raw(tensor):
     """The tensor's raw little-endian bytes."""
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
@@ -90,21 +102,29 @@ def save_compressed(model, path, position_bits=None):
     if set(widths) != set(DEFAULT_BITS) or not all(isinstance(b, int) and 1 <= b <= 16 for b in widths.values()):
         raise ValueError(f"position_bits must map 'conv' and 'fc' to ints in 1..16, got {position_bits!r}")
     books = codebook_layers(model)
+    plain = dequantize_model(model)
+    kinds = {name: "fc" if isinstance(module, nn.Linear) else "conv" for name, module in prunable_layers(plain)}
     entries, blobs = [], []
-    for key, tensor in dequantize_model(model).state_dict().items():
+    for key, tensor in plain.state_dict().items():
         layer, _, attr = key.rpartition(".")
+        entry = {"name": key, "shape": list(tensor.shape)}
         if attr == "weight" and layer in books:
             codebook, index, kind = books[layer]
             parts = _codebook_blobs(tensor, codebook, index, widths[kind])
-            entries.append({"name": key, "kind": "codebook", "shape": list(tensor.shape),
-                            "position_bits": widths[kind]})
+            entry.update(kind="codebook", position_bits=widths[kind])
         else:
             if str(tensor.dtype).removeprefix("torch.") not in DTYPES:
                 raise ValueError(f"model tensor {key} has dtype {tensor.dtype}; allowed: {', '.join(DTYPES)}")
             parts = (_raw(tensor),)
-            entries.append({"name": key, "kind": "plain", "shape": list(tensor.shape),
-                            "dtype": str(tensor.dtype).removeprefix("torch.")})
-        entries[-1]["blobs"] = [len(part) for part in parts]
+            entry.update(kind="plain", dtype=str(tensor.dtype).removeprefix("torch."))
+            if attr == "weight" and layer in kinds and tensor.dtype == torch.float32:
+                sparse = _sparse_blobs(tensor, widths[kinds[layer]])
+                if sum(map(len, sparse)) < len(parts[0]):
+                    parts = sparse
+                    entry = {"name": key, "shape": list(tensor.shape), "kind": "sparse",
+                             "position_bits": widths[kinds[layer]]}
+        entry["blobs"] = [len(part) for part in parts]
+        entries.append(entry)
         blobs += parts
     header = zlib.compress(json.dumps({"architecture": getattr(model, "kdlab_architecture", None),
                                        "tensors": entries}).encode(), 9)
@@ -161,20 +181,21 @@ def _check_entry(entry):
             raise ValueError(f"bad plain entry {entry['name']}")
         if blobs[0] != math.prod(shape) * DTYPES[entry["dtype"]].itemsize:
             raise ValueError(f"{entry['name']} holds {blobs[0]} bytes, not the {shape} {entry['dtype']} it claims")
-    elif kind != "codebook" or len(blobs) != 3 or blobs[0] % 4 or entry["position_bits"] not in range(1, 17):
-        raise ValueError(f"bad codebook entry {entry['name']}")
+    elif kind not in ("codebook", "sparse") or len(blobs) != {"codebook": 3, "sparse": 2}[kind] or blobs[0] % 4 \
+            or entry["position_bits"] not in range(1, 17):
+        raise ValueError(f"bad {kind} entry {entry['name']}")
 
 
 def _tensor(entry):
     """The float tensor an entry stands for."""
     if entry["kind"] == "plain":
         return torch.frombuffer(bytearray(entry["data"][0]), dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
-    values, positions, indices = entry["data"]
+    values, positions, *indices = entry["data"]
     codebook = np.frombuffer(values, "<f4")
     where = decode_positions(huffman_decode(positions), math.prod(entry["shape"]), entry["position_bits"])
-    which = huffman_decode(indices)
+    which = huffman_decode(indices[0]) if indices else np.arange(len(codebook))
     if len(which) != len(where) or (which.size and which.max() >= len(codebook)):
-        raise CompressedFormatError(f"{entry['name']}: {len(which)} indices for {len(where)} positions, "
+        raise CompressedFormatError(f"{entry['name']}: {len(which)} values or indices for {len(where)} positions, "
                                     f"or an index past the {len(codebook)}-entry codebook")
     weight = np.zeros(math.prod(entry["shape"]), np.float32)
     weight[where] = codebook[which]

@@ -1,43 +1,55 @@
-"""The course's main jobs end to end: teacher, scratch student and distilled student, with a report."""
+"""The course's main jobs end to end: teacher, scratch and distilled students, then Deep Compression to one file."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import time
 from pathlib import Path
 
+from .codebook import finetune_codebook, share_weights
+from .container import load_compressed, save_compressed
 from .data import load_dataset, make_loader
 from .distill import DistillModel
 from .files import atomic_write
 from .models import count_parameters
+from .prune import iterative_prune, prunable_layers, remove_masks, sparsity
+from .report import compression_report, journey_figure, stage_table
 from .train import evaluate, fit, set_seed
+
+
+class Stages:
+    """Runs the named stages of a job, each from the same seed and batch order, and records what each gives."""
+
+    def __init__(self, kd, test_loader, seed):
+        self.kd, self.test_loader, self.seed, self.rows = kd, test_loader, seed, []
+
+    def run(self, name, work, model, size=None):
+        """Run work(), then record the test accuracy of `model`, its size in bytes and the seconds taken."""
+        began = time.perf_counter()
+        set_seed(self.seed)  # every stage sees the same batch order: the students differ only by their loss
+        self.kd.loader.generator.manual_seed(self.seed)
+        work()
+        accuracy = evaluate(model, self.test_loader, self.kd.device)
+        self.rows.append({"name": name, "accuracy": accuracy,
+                          "bytes": size() if size else 4 * count_parameters(model),
+                          "seconds": time.perf_counter() - began})
+        return accuracy
 
 
 def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
                      temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data"):
-    """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel)."""
+    """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel, Stages)."""
     start = time.perf_counter()
     train_set, test_set = load_dataset(dataset, root)
-    test_loader = make_loader(test_set, 256)
     kd = DistillModel(train_set, teacher=teacher, student=student, temperature=temperature, lr=lr,
                       alpha=alpha, batch_size=batch_size, device=device, seed=seed)
     scratch = copy.deepcopy(kd.student)  # same initial weights as the distilled student: a fair baseline
-    stages = []
-
-    def stage(name, work, model):
-        began = time.perf_counter()
-        set_seed(seed)  # every stage sees the same batch order: the students differ only by their loss
-        kd.loader.generator.manual_seed(seed)
-        work()
-        accuracy = evaluate(model, test_loader, kd.device)
-        stages.append({"name": name, "accuracy": accuracy, "bytes": 4 * count_parameters(model),
-                       "seconds": time.perf_counter() - began})
-        return accuracy
-
-    teacher_acc = stage("teacher", lambda: kd.train_teacher(teacher_epochs), kd.teacher)
-    scratch_acc = stage("student_scratch", lambda: fit(scratch, kd.loader, epochs, lr=lr, device=kd.device,
-                                                        desc="scratch"), scratch)
-    distilled_acc = stage("student_distilled", lambda: kd.train(epochs), kd.student)
+    stages = Stages(kd, make_loader(test_set, 256), seed)
+    teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs), kd.teacher)
+    scratch_acc = stages.run("student_scratch", lambda: fit(scratch, kd.loader, epochs, lr=lr, device=kd.device,
+                                                             desc="scratch"), scratch)
+    distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs), kd.student)
     report = {
         "dataset": dataset,
         "teacher": {"model": teacher, "params": count_parameters(kd.teacher), "accuracy": teacher_acc},
@@ -47,14 +59,67 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
         "temperature": temperature,
         "alpha": alpha,
         "epochs": {"teacher": teacher_epochs, "student": epochs},
-        "stages": stages,
+        "stages": stages.rows,
         "seconds": time.perf_counter() - start,
         "device": str(kd.device),
         "seed": seed,
     }
-    return report, kd
+    return report, kd, stages
 
 
-def write_report(report, out):
-    """Write `report` as OUT/report.json (atomically) and return its path."""
-    return atomic_write(Path(out) / "report.json", json.dumps(report, indent=2) + "\n")
+def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
+                 temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64,
+                 sensitivities=(0.5, 1.0, 1.5, 2.0, 2.5, 2.75), retrain_epochs=12, conv_bits=8, fc_bits=4,
+                 finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline"):
+    """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
+
+    The retraining and fine-tuning keep the distillation loss, so the teacher guides the student throughout.
+    The file is reloaded from disk and evaluated. Returns (report, the reloaded student).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,
+                                          lr, batch_size, device, seed, root)
+    model, path = kd.student, out / "student.kdz"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def file_size(name):
+        return lambda: save_compressed(model, out / f"{name}.kdz")
+
+    stages.run("pruned", lambda: iterative_prune(model, kd.loader, sensitivities, retrain_epochs, lr, kd.device,
+                                                 kd.distillation_loss), model, file_size("pruned"))
+    bits = {name: conv_bits if module.weight.dim() > 2 else fc_bits for name, module in prunable_layers(model)}
+    stages.run("shared", lambda: share_weights(remove_masks(model), bits), model, file_size("shared"))
+    stages.run("finetuned", lambda: finetune_codebook(model, kd.loader, finetune_epochs, finetune_lr,
+                                                      device=kd.device, loss_fn=kd.distillation_loss),
+               model, lambda: save_compressed(model, path))
+    for name in ("pruned", "shared"):
+        (out / f"{name}.kdz").unlink()
+    reloaded = load_compressed(path).to(kd.device)
+    reloaded_acc = stages.run("reloaded", lambda: None, reloaded, lambda: path.stat().st_size)
+    table = compression_report(path)
+    report["compressed"] = {
+        "accuracy": stages.rows[-2]["accuracy"], "file_bytes": table.file_bytes,
+        "ratio": report["student_distilled"]["float32_bytes"] / table.file_bytes,
+        "nonzero_fraction": sparsity(reloaded)[-1]["kept"],
+        "weight_bits": table.mean_bits("index_bits_huffman"), "index_bits": table.mean_bits("position_bits_huffman"),
+        "sensitivities": list(sensitivities), "conv_bits": conv_bits, "fc_bits": fc_bits,
+        "layers": table.rows,
+    }
+    report["reloaded_accuracy"] = reloaded_acc
+    report["epochs"].update(retrain=retrain_epochs, finetune=finetune_epochs)
+    report["seconds"] = time.perf_counter() - start
+    write_report(report, out, str(table))
+    return report, reloaded
+
+
+def write_report(report, out, layers=None):
+    """Write OUT/report.json, and for a pipeline report OUT/report.md and OUT/journey.png; return the JSON's path."""
+    out = Path(out)
+    path = atomic_write(out / "report.json", json.dumps(report, indent=2) + "\n")
+    if layers is not None:
+        atomic_write(out / "report.md", stage_table(report) + "\n\n```\n" + layers + "\n```\n")
+        image = io.BytesIO()
+        journey_figure(report["stages"]).savefig(image, format="png", dpi=120, bbox_inches="tight")
+        atomic_write(out / "journey.png", image.getvalue())
+    return path

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .train import fit
+from .train import cross_entropy, fit
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
 
@@ -82,15 +82,16 @@ def sparsity(model):
     return rows
 
 
-def iterative_prune(model, loader, sensitivities, epochs=2, lr=1e-3, device="auto"):
+def iterative_prune(model, loader, sensitivities, epochs=2, lr=1e-3, device="auto", loss_fn=cross_entropy):
     """Prune by std at each sensitivity in turn, retraining the survivors `epochs` after each step.
 
-    Returns one {sensitivity, kept, loss} per step; the masks keep pruned weights at zero throughout.
+    `loss_fn(logits, inputs, labels)` is the retraining loss (a distillation loss keeps the teacher's
+    guidance). Returns one {sensitivity, kept, loss} per step; the masks keep pruned weights at zero.
     """
     history = []
     for sensitivity in sensitivities:
         prune_by_std(model, sensitivity)
-        trained = fit(model, loader, epochs, lr=lr, device=device, desc=f"retrain s={sensitivity}")
+        trained = fit(model, loader, epochs, lr=lr, loss_fn=loss_fn, device=device, desc=f"retrain s={sensitivity}")
         history.append({"sensitivity": sensitivity, "kept": sparsity(model)[-1]["kept"],
                         "loss": trained[-1]["loss"] if trained else None})
     return history

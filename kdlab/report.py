@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from torch import nn
 
 from .container import DTYPES, read_compressed, save_compressed
@@ -41,6 +42,12 @@ class CompressionReport:
         return {"layer": "total", "weights": weights, "kept": kept, "index_bits": "", "index_bits_huffman": None,
                 "position_bits": "", "position_bits_huffman": None, "bytes": self.file_bytes, "ratio": self.ratio}
 
+    def mean_bits(self, key):
+        """The mean of column `key` ("index_bits_huffman" or "position_bits_huffman") over the non-zero weights."""
+        rows = [r for r in self.rows if r[key] is not None]
+        kept = sum(r["kept"] * r["weights"] for r in rows)
+        return sum(r[key] * r["kept"] * r["weights"] for r in rows) / kept if kept else None
+
     def to_dict(self):
         """The report as plain data (for JSON)."""
         return {"layers": self.rows, "total": self.total, "file_bytes": self.file_bytes,
@@ -68,6 +75,12 @@ def _layer_row(layer, entries):
            "bytes": sum(sum(e["blobs"]) for e in entries)}
     if weight["kind"] == "plain":
         row["index_bits"] = 8 * DTYPES[weight["dtype"]].itemsize
+    elif weight["kind"] == "sparse":
+        values, positions = weight["data"]
+        stored = np.frombuffer(values, "<f4")
+        row.update(kept=int(np.count_nonzero(stored)) / max(row["weights"], 1),
+                   position_bits=weight["position_bits"],
+                   position_bits_huffman=8 * len(positions) / max(len(stored), 1))
     else:
         values, positions, indices = weight["data"]
         codebook = np.frombuffer(values, "<f4")
@@ -109,3 +122,29 @@ def compression_report(model_or_path):
         report.rows.append(row)
         report.float32_bytes += float32
     return report
+
+
+def stage_table(report):
+    """The stages of a pipeline report as a Markdown table: accuracy, bytes, size ratio and seconds."""
+    base = report["student_distilled"]["float32_bytes"]
+    lines = ["| stage | test accuracy | bytes | smaller than the float32 student | seconds |", "|---|---|---|---|---|"]
+    for stage in report["stages"]:
+        lines.append(f"| {stage['name']} | {stage['accuracy']:.2%} | {stage['bytes']:,} | "
+                     f"{base / stage['bytes']:.1f}x | {stage['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def journey_figure(stages):
+    """Accuracy against size (log scale) through the stages: the compression journey, as a matplotlib Figure."""
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.add_subplot()
+    sizes, accuracies = [s["bytes"] for s in stages], [100 * s["accuracy"] for s in stages]
+    axes.plot(sizes, accuracies, marker="o")
+    for stage, x, y in zip(stages, sizes, accuracies):
+        axes.annotate(stage["name"], (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("size (bytes, log scale)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title("The compression journey: accuracy against size, stage by stage")
+    axes.grid(True, which="both", alpha=0.3)
+    return figure

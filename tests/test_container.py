@@ -234,3 +234,31 @@ def test_read_compressed_gives_the_entries(small_file):
     assert [e["name"] for e in entries] == list(kdlab.build_model("mlp30", in_shape=(1, 8, 8)).state_dict())
     assert [e["kind"] for e in entries] == ["codebook", "plain", "codebook", "plain"]
     assert np.frombuffer(entries[0]["data"][0], "<f4").size <= 2 ** 3 + 1
+
+
+def test_a_pruned_float_model_is_stored_sparse_and_exactly(tmp_path):
+    kdlab.set_seed(0)
+    model = kdlab.build_model("lenet5")
+    dense = save_compressed(model, tmp_path / "dense.kdz")
+    kdlab.prune_by_std(model, 1.5)
+    sparse = save_compressed(model, tmp_path / "sparse.kdz")
+    _, entries, _ = read_compressed(tmp_path / "sparse.kdz")
+    assert [e["kind"] for e in entries if e["name"].endswith("weight")] == ["sparse"] * 4
+    assert sparse < dense / 3
+    assert torch.equal(_outputs(load_compressed(tmp_path / "sparse.kdz")), _outputs(model))
+    report = kdlab.compression_report(tmp_path / "sparse.kdz")
+    assert [row["kept"] for row in report.rows] == pytest.approx([r["kept"] for r in kdlab.sparsity(model)[:-1]])
+
+
+def test_a_sparse_entry_with_a_wrong_value_count_is_caught(tmp_path):
+    kdlab.set_seed(0)
+    model = kdlab.build_model("mlp30", in_shape=(1, 8, 8))
+    kdlab.prune_by_std(model, 1.0)
+    save_compressed(model, tmp_path / "m.kdz")
+    header, blobs = _parts((tmp_path / "m.kdz").read_bytes())
+    first = header["tensors"][0]
+    assert first["kind"] == "sparse"
+    first["blobs"][0] -= 4
+    (tmp_path / "bad.kdz").write_bytes(_build(header, blobs[:first["blobs"][0]] + blobs[first["blobs"][0] + 4:]))
+    with pytest.raises(kdlab.CompressedFormatError, match="values or indices"):
+        load_compressed(tmp_path / "bad.kdz")

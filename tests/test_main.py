@@ -35,3 +35,24 @@ def test_bad_command_lines_exit_with_usage(argv, capsys):
         parse_args(argv)
     assert exit_info.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_pipeline_command_writes_the_report_table_plot_and_file(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "kdlab", "pipeline", "--dataset", "digits", "--teacher", "mlp100",
+               "--student", "mlp30", "--teacher-epochs", "2", "--epochs", "2", "--sensitivities", "0.5", "1.0",
+               "--retrain-epochs", "1", "--fc-bits", "3", "--finetune-epochs", "1", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+                            check=True)
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["journey.png", "report.json", "report.md", "student.kdz"]
+    assert report["compressed"]["fc_bits"] == 3 and report["compressed"]["sensitivities"] == [0.5, 1.0]
+    assert "| reloaded |" in result.stdout and "compressed" in result.stdout
+    assert f"{report['compressed']['file_bytes']:,} bytes" in result.stdout
+    assert report["reloaded_accuracy"] == report["compressed"]["accuracy"]
+
+
+def test_pipeline_defaults_are_the_main_job():
+    args = parse_args(["pipeline"])
+    assert (args.dataset, args.teacher, args.student, args.out) == ("mnist5k", "lenet5", "lenet300", "runs/pipeline")
+    assert args.sensitivities == [0.5, 1.0, 1.5, 2.0, 2.5, 2.75] and args.fc_bits == 4 and args.conv_bits == 8

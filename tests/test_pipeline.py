@@ -1,13 +1,57 @@
 import json
 
-from kdlab.pipeline import run_distillation, write_report
+import pytest
+import torch
+
+import kdlab
+from kdlab.pipeline import run_distillation, run_pipeline, write_report
+
+KEYS = {"dataset", "teacher", "student_scratch", "student_distilled", "compressed", "reloaded_accuracy", "stages",
+        "seconds", "device"}
 
 
-def test_distillation_beats_the_scratch_student_on_mnist5k(tmp_path):
-    report, kd = run_distillation()  # the main job's defaults: lenet5 teacher, lenet300 student
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory):
+    """The main job (`make run`) at its defaults: lenet5 teacher, lenet300 student, mnist5k."""
+    out = tmp_path_factory.mktemp("pipeline")
+    report, reloaded = run_pipeline(out=out)
+    return report, reloaded, out
+
+
+def test_the_main_job_distils_compresses_and_reloads(main_job):
+    report, reloaded, out = main_job
+    assert KEYS <= set(report)
     assert report["teacher"]["accuracy"] > 0.96
     assert report["student_distilled"]["accuracy"] > report["student_scratch"]["accuracy"]
-    assert report["teacher"]["accuracy"] > report["student_distilled"]["accuracy"]
-    assert report["student_scratch"]["params"] == 266_610 and report["teacher"]["params"] == 431_080
+    compressed = report["compressed"]
+    assert compressed["file_bytes"] == (out / "student.kdz").stat().st_size
+    assert compressed["ratio"] == report["student_distilled"]["float32_bytes"] / compressed["file_bytes"]
+    assert compressed["ratio"] > 40
+    assert compressed["accuracy"] >= report["student_distilled"]["accuracy"] - 0.01
+    assert report["reloaded_accuracy"] == compressed["accuracy"]
+    assert 0 < compressed["nonzero_fraction"] < 0.1
+    assert 0 < compressed["weight_bits"] <= 4 and 0 < compressed["index_bits"] < 8
+    assert kdlab.sparsity(reloaded)[-1]["kept"] == compressed["nonzero_fraction"]
+
+
+def test_the_stages_and_the_files_written(main_job):
+    report, _, out = main_job
+    names = [s["name"] for s in report["stages"]]
+    assert names == ["teacher", "student_scratch", "student_distilled", "pruned", "shared", "finetuned", "reloaded"]
+    sizes = {s["name"]: s["bytes"] for s in report["stages"]}
+    assert sizes["student_distilled"] > 3 * sizes["pruned"] > 3 * sizes["shared"]
+    assert sizes["finetuned"] == sizes["reloaded"] == report["compressed"]["file_bytes"]
+    assert sorted(p.name for p in out.iterdir()) == ["journey.png", "report.json", "report.md", "student.kdz"]
+    assert json.loads((out / "report.json").read_text()) == report
+    text = (out / "report.md").read_text()
+    assert "| finetuned |" in text and "compress rate" in text
+    assert (out / "journey.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_distillation_alone(tmp_path):
+    report, kd, stages = run_distillation("digits", "mlp100", "mlp30", teacher_epochs=2, epochs=2)
+    assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled"]
+    assert report["stages"] is stages.rows and isinstance(kd.student, torch.nn.Module)
     path = write_report(report, tmp_path / "out")
     assert json.loads(path.read_text()) == report
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.json"]
