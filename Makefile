@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lab clean
+.PHONY: install run test lab course clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,15 @@ run: install
 
 test: install
 	TQDM_DISABLE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+course: install  ## every chapter through papermill into runs/course/, e.g. make course PARAMS="-p dataset digits"
+	@mkdir -p runs/course; status=0; \
+	for notebook in notebooks/*.ipynb; do \
+	  name=$$(basename $$notebook .ipynb); start=$$(date +%s); \
+	  if TQDM_DISABLE=1 $(VENV)/bin/papermill $$notebook runs/course/$$name.ipynb $(PARAMS) > runs/course/$$name.log 2>&1; \
+	  then echo "$$name: ok in $$(( $$(date +%s) - start )) s -> runs/course/$$name.ipynb"; \
+	  else echo "$$name: FAILED after $$(( $$(date +%s) - start )) s, see runs/course/$$name.log"; status=1; fi; \
+	done; exit $$status
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
