@@ -158,7 +158,7 @@ def read_compressed(path):
         architecture, entries = header["architecture"], header["tensors"]
         for entry in entries:
             _check_entry(entry)
-    except (ValueError, KeyError, TypeError, zlib.error) as error:
+    except (ValueError, KeyError, TypeError, RecursionError, zlib.error) as error:
         raise CompressedFormatError(f"{path}: the header is damaged ({error})") from None
     at, end = PREAMBLE + size, len(data) - 4
     if sum(sum(entry["blobs"]) for entry in entries) != end - at:
@@ -207,25 +207,39 @@ def load_compressed(path, model=None):
 
     Without `model` it is rebuilt with build_model from the architecture the file records; with `model`
     (an ordinary float network of the same architecture) the weights are loaded into it instead.
-    A damaged, truncated or foreign file raises CompressedFormatError.
+    A damaged, truncated or foreign file raises CompressedFormatError. Shapes are checked against the
+    architecture (built on the "meta" device, without memory) before any tensor is decoded.
     """
     if model is not None and not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
     architecture, entries, _ = read_compressed(path)
-    state = {entry["name"]: _tensor(entry) for entry in entries}
     if model is None:
         if architecture is None:
             raise ValueError(f"{path} does not record an architecture (its model was not made by build_model): "
                              "pass model=, a network of the same architecture")
         try:
-            model = build_model(architecture["name"], architecture["num_classes"], architecture["in_shape"])
-            model.load_state_dict(state)
+            with torch.device("meta"):
+                _check_shapes(path, _build(architecture), entries)
         except (ValueError, KeyError, TypeError, RuntimeError) as error:
             raise CompressedFormatError(f"{path}: the tensors do not fit the recorded architecture ({error})") from None
-        return model
-    target = model.state_dict()
-    if list(target) != list(state) or any(target[k].shape != state[k].shape for k in state):
-        raise ValueError(f"model does not match the architecture stored in {path}: its state_dict has "
-                         f"{len(target)} tensors, the file {len(state)} (shapes must agree one by one)")
+        state = {entry["name"]: _tensor(entry) for entry in entries}
+        model = _build(architecture)
+    else:
+        _check_shapes(path, model, entries)
+        state = {entry["name"]: _tensor(entry) for entry in entries}
     model.load_state_dict(state)
     return model
+
+
+def _build(architecture):
+    """The network build_model makes from a file's recorded architecture."""
+    return build_model(architecture["name"], architecture["num_classes"], architecture["in_shape"])
+
+
+def _check_shapes(path, model, entries):
+    """Raise ValueError unless the file's tensors are `model`'s state_dict tensors, in order, of the same shapes."""
+    target = model.state_dict()
+    names = [entry["name"] for entry in entries]
+    if list(target) != names or any(list(target[e["name"]].shape) != e["shape"] for e in entries):
+        raise ValueError(f"model does not match the architecture stored in {path}: its state_dict has "
+                         f"{len(target)} tensors, the file {len(names)} (names and shapes must agree one by one)")

@@ -4,6 +4,8 @@ Convention: over the flattened weight, the non-zeros sit at positions p_0 < p_1 
 with p_{-1} = -1, so every gap is >= 1. A field of `bits` bits stores gap - 1, so it holds gaps 1..2**bits.
 A longer gap g is written as ceil(g / 2**bits) - 1 filler entries of gap 2**bits followed by the remainder;
 a filler stands for a zero weight at its position, which is harmless: the weight there is zero anyway.
+Fillers also cover the zeros after the last non-zero until fewer than 2**bits remain, so the fields account for
+the whole layer: a reader can check a layer's size against them before allocating it.
 (Fig. 2 of the paper, with 3 bits, writes the gaps 1..8 and counts the first one from position 0; here it
 counts from -1, so that a non-zero at position 0 is stored too.)
 """
@@ -25,10 +27,12 @@ def encode_positions(mask, bits=5):
     flat = np.asarray(mask).reshape(-1)
     if flat.dtype != bool:
         raise ValueError(f"mask must be a boolean array (True at the non-zeros), got dtype {flat.dtype}")
-    gaps = np.diff(np.flatnonzero(flat), prepend=-1)
+    nonzero = np.flatnonzero(flat)
+    gaps = np.diff(nonzero, prepend=-1)
     entries = -(-gaps // span)
     real = np.cumsum(entries) - 1
-    fields = np.full(int(entries.sum()), span - 1, np.uint16)
+    tail = (flat.size - 1 - (nonzero[-1] if nonzero.size else -1)) // span  # fillers over the trailing zeros
+    fields = np.full(int(entries.sum()) + tail, span - 1, np.uint16)
     fields[real] = gaps - (entries - 1) * span - 1
     filler = np.ones(len(fields), bool)
     filler[real] = False
@@ -38,8 +42,8 @@ def encode_positions(mask, bits=5):
 def decode_positions(fields, size, bits=5):
     """Flat positions (np.int64) of all stored entries, fillers included: cumsum(fields + 1) - 1.
 
-    Raises CompressedFormatError if a field does not fit in `bits` bits or a position falls outside the
-    `size` weights.
+    Raises CompressedFormatError if a field does not fit in `bits` bits, a position falls outside the
+    `size` weights, or 2**bits or more weights follow the last position (the encoder covers them with fillers).
     """
     span = 1 << _checked_bits(bits)
     fields = np.asarray(fields)
@@ -51,8 +55,12 @@ def decode_positions(fields, size, bits=5):
         raise CompressedFormatError(f"position fields must be in 0..{span - 1} for bits={bits}, "
                                     f"got values in {fields.min()}..{fields.max()}")
     positions = np.cumsum(fields.astype(np.int64) + 1) - 1
-    if positions.size and positions[-1] >= size:
-        raise CompressedFormatError(f"positions run to {positions[-1]}, past the last of {size} weights")
+    last = int(positions[-1]) if positions.size else -1
+    if last >= size:
+        raise CompressedFormatError(f"positions run to {last}, past the last of {size} weights")
+    if size - 1 - last >= span:
+        raise CompressedFormatError(f"{size - 1 - last} weights follow the last stored position, more than a "
+                                    f"{bits}-bit field covers: the fields do not account for {size} weights")
     return positions
 
 

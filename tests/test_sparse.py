@@ -10,9 +10,11 @@ from kdlab.sparse import DEFAULT_BITS, decode_positions, encode_positions
 
 
 def reference_fields(mask, bits):
-    """The convention, one non-zero at a time: fillers of gap 2**bits while the gap is longer, then gap - 1."""
+    """The convention, one non-zero at a time: fillers of gap 2**bits while the gap is longer, then gap - 1;
+    then fillers over the trailing zeros until fewer than 2**bits remain."""
+    flat = np.asarray(mask).reshape(-1)
     fields, filler, previous = [], [], -1
-    for position in np.flatnonzero(np.asarray(mask).reshape(-1)):
+    for position in np.flatnonzero(flat):
         gap = position - previous
         while gap > 2**bits:
             fields.append(2**bits - 1)
@@ -21,6 +23,10 @@ def reference_fields(mask, bits):
         fields.append(gap - 1)
         filler.append(False)
         previous = position
+    while len(flat) - 1 - previous >= 2**bits:
+        fields.append(2**bits - 1)
+        filler.append(True)
+        previous += 2**bits
     return fields, filler
 
 
@@ -55,10 +61,11 @@ def test_matches_the_one_entry_at_a_time_reference(bits, seed):
     assert filler.tolist() == expected_filler
 
 
-def test_all_zero_mask_stores_nothing():
+def test_all_zero_mask_stores_only_fillers():
     fields, filler = encode_positions(np.zeros(100, bool), bits=4)
-    assert fields.size == 0 and filler.size == 0
-    assert decode_positions(fields, 100, bits=4).size == 0
+    assert fields.tolist() == [15] * 6 and filler.all()  # fillers at 15, 31, ..., 95: 4 zeros remain
+    assert decode_positions(fields, 100, bits=4).tolist() == [15, 31, 47, 63, 79, 95]
+    assert encode_positions(np.zeros(15, bool), bits=4)[0].size == 0
 
 
 def test_dense_mask_has_no_fillers():
@@ -97,8 +104,11 @@ def test_round_trip_property(mask, bits):
     assert np.all(fields < 2**bits)
     assert np.array_equal(positions[~filler], np.flatnonzero(mask))
     assert not mask[positions[filler]].any()  # fillers only ever stand for zero weights
-    gaps = np.diff(np.flatnonzero(mask), prepend=-1)
-    assert len(fields) == np.sum(-(-gaps // 2**bits))
+    nonzero = np.flatnonzero(mask)
+    gaps = np.diff(nonzero, prepend=-1)
+    tail = (len(mask) - 1 - (nonzero[-1] if nonzero.size else -1)) // 2**bits
+    assert len(fields) == np.sum(-(-gaps // 2**bits)) + tail
+    assert len(mask) - 1 - (positions[-1] if positions.size else -1) < 2**bits  # the fields cover the layer
 
 
 def test_paper_defaults():
@@ -129,6 +139,8 @@ def test_argument_errors(call, message):
     ([0, 8], 100, 3),  # a field of 3 bits holds 0..7
     ([0, -1], 100, 3),
     ([7, 7, 7], 23, 3),  # positions 7, 15, 23 run past 23 weights
+    ([0], 100, 3),  # 99 weights after position 0: the fields do not cover the layer
+    ([], 2**16 + 1, 16),  # no fields for a layer longer than one 16-bit field covers
 ])
 def test_damaged_fields_raise_format_errors(fields, size, bits):
     with pytest.raises(CompressedFormatError):
