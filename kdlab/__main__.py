@@ -24,6 +24,8 @@ def _common(parser, out):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default="data", help="download cache of the torchvision data sets")
     parser.add_argument("--out", default=out)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the trainings from the checkpoints in OUT/checkpoints (saved every epoch)")
 
 
 def parse_args(argv=None):
@@ -50,7 +52,7 @@ def main(argv=None):
     command, out = options.pop("command"), Path(options["out"])
     if command == "distill":
         del options["out"]
-        report, _, _ = run_distillation(**options)
+        report, _, _ = run_distillation(**options, checkpoints=out / "checkpoints")
         write_report(report, out)
     else:
         report, _ = run_pipeline(**options)

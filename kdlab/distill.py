@@ -117,10 +117,15 @@ class DistillModel:
             )
         return model
 
-    def train_teacher(self, epochs):
-        """Train the teacher on the hard labels for `epochs`; return the per-epoch history."""
-        history = fit(self.teacher, self.loader, epochs, self.teacher_optimizer, device=self.device, desc="teacher")
-        self.teacher_history += history
+    def train_teacher(self, epochs, checkpoint=None):
+        """Train the teacher on the hard labels for `epochs`; return the per-epoch history.
+
+        With `checkpoint` (a path) the run is saved after every epoch and resumed from the file if it exists;
+        `epochs` then counts the whole run, and `teacher_history` becomes the run's history.
+        """
+        history = fit(self.teacher, self.loader, epochs, self.teacher_optimizer, device=self.device, desc="teacher",
+                      checkpoint=checkpoint)
+        self.teacher_history = history if checkpoint else self.teacher_history + history
         return history
 
     def distillation_loss(self, student_logits, inputs, labels):
@@ -129,18 +134,23 @@ class DistillModel:
             teacher_logits = self.teacher(inputs)
         return distillation_loss(student_logits, teacher_logits.float(), labels, self.temperature, self.alpha)
 
-    def train(self, epochs):
-        """Distil the frozen teacher into the student for `epochs`; return the per-epoch history."""
+    def train(self, epochs, checkpoint=None):
+        """Distil the frozen teacher into the student for `epochs`; return the per-epoch history.
+
+        With `checkpoint` (a path) the student, its optimizer and the teacher are saved after every epoch and
+        restored from the file if it exists; `epochs` then counts the whole run (resuming a 4-epoch run from the
+        checkpoint of epoch 2 runs epochs 3 and 4), and `history` becomes the run's history.
+        """
         self.teacher.to(self.device).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         try:
-            history = fit(self.student, self.loader, epochs, self.student_optimizer,
-                          loss_fn=self.distillation_loss, device=self.device, desc="distil")
+            history = fit(self.student, self.loader, epochs, self.student_optimizer, loss_fn=self.distillation_loss,
+                          device=self.device, desc="distil", checkpoint=checkpoint, frozen={"teacher": self.teacher})
         finally:
             for p in self.teacher.parameters():
                 p.requires_grad_(True)
-        self.history += history
+        self.history = history if checkpoint else self.history + history
         return history
 
     def evaluate(self, inputs, labels=None):

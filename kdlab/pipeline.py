@@ -38,18 +38,24 @@ class Stages:
 
 
 def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
-                     temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data"):
-    """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel, Stages)."""
+                     temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data",
+                     checkpoints=None, resume=False):
+    """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel, Stages).
+
+    With `checkpoints` (a folder), each training saves CHECKPOINTS/{teacher,scratch,distilled}.pt after every
+    epoch; `resume=True` continues from the checkpoints there, otherwise they are started afresh.
+    """
     start = time.perf_counter()
+    ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled"))
     train_set, test_set = load_dataset(dataset, root)
     kd = DistillModel(train_set, teacher=teacher, student=student, temperature=temperature, lr=lr,
                       alpha=alpha, batch_size=batch_size, device=device, seed=seed)
     scratch = copy.deepcopy(kd.student)  # same initial weights as the distilled student: a fair baseline
     stages = Stages(kd, make_loader(test_set, 256), seed)
-    teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs), kd.teacher)
+    teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs, ck["teacher"]), kd.teacher)
     scratch_acc = stages.run("student_scratch", lambda: fit(scratch, kd.loader, epochs, lr=lr, device=kd.device,
-                                                             desc="scratch"), scratch)
-    distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs), kd.student)
+                                                             desc="scratch", checkpoint=ck["scratch"]), scratch)
+    distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs, ck["distilled"]), kd.student)
     report = {
         "dataset": dataset,
         "teacher": {"model": teacher, "params": count_parameters(kd.teacher), "accuracy": teacher_acc},
@@ -70,16 +76,18 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
 def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
                  temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64,
                  sensitivities=(0.5, 1.0, 1.5, 2.0, 2.5, 2.75), retrain_epochs=12, conv_bits=8, fc_bits=4,
-                 finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline"):
+                 finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
+                 resume=False):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
 
     The retraining and fine-tuning keep the distillation loss, so the teacher guides the student throughout.
-    The file is reloaded from disk and evaluated. Returns (report, the reloaded student).
+    The file is reloaded from disk and evaluated. The three trainings checkpoint into OUT/checkpoints after
+    every epoch; `resume=True` continues from there. Returns (report, the reloaded student).
     """
     start = time.perf_counter()
     out = Path(out)
     report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,
-                                          lr, batch_size, device, seed, root)
+                                          lr, batch_size, device, seed, root, out / "checkpoints", resume)
     model, path = kd.student, out / "student.kdz"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -111,6 +119,18 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     report["seconds"] = time.perf_counter() - start
     write_report(report, out, str(table))
     return report, reloaded
+
+
+def _checkpoints(folder, resume, names):
+    """{name: FOLDER/name.pt, or None without a folder}; without `resume`, old checkpoints there are removed."""
+    if folder is None:
+        return dict.fromkeys(names)
+    paths = {name: Path(folder) / f"{name}.pt" for name in names}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+    return paths
 
 
 def write_report(report, out, layers=None):

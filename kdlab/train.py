@@ -1,12 +1,15 @@
 """The one training loop: device choice, seeding, mixed precision, fit and evaluate."""
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -62,11 +65,14 @@ def cross_entropy(logits, inputs, labels):
 
 
 def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=cross_entropy,
-        device="auto", desc="train"):
+        device="auto", desc="train", checkpoint=None, frozen=None):
     """Train `model` for `epochs` on `loader`; return one {epoch, loss, train_accuracy} per epoch.
 
     `optimizer` is "adam", "sgd" or a torch Optimizer already holding the model's parameters;
     `loss_fn(logits, inputs, labels)` gives the loss (cross-entropy by default).
+    With `checkpoint` (a path), the run is saved there after every epoch and resumed from it if it exists:
+    `epochs` counts the whole run, and the history returned includes the resumed epochs. `frozen` is a dict
+    of other modules (e.g. the teacher) to save and restore with it.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -78,9 +84,16 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
         optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum)
     dtype = amp_dtype(device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    history = []
-    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False)
-    for epoch in range(1, epochs + 1):
+    modules = {"model": model, **(frozen or {})}
+    generator = getattr(loader, "generator", None)
+    done, history = 0, []
+    if checkpoint is not None and os.path.exists(checkpoint):
+        done, history = load_checkpoint(checkpoint, modules, optimizer, scaler, generator)
+        if done > epochs:
+            raise ValueError(f"epochs must be at least the {done} epochs checkpoint {checkpoint} already holds, "
+                             f"got {epochs}")
+    bar = tqdm(total=(epochs - done) * len(loader), desc=desc, leave=False)
+    for epoch in range(done + 1, epochs + 1):
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
         for batch, (inputs, labels) in enumerate(loader, 1):
@@ -91,9 +104,10 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
             value = loss.item()
             if not np.isfinite(value):
                 bar.close()
+                kept = f"; checkpoint {checkpoint} keeps epoch {epoch - 1}" if checkpoint and epoch > 1 else ""
                 raise FloatingPointError(
                     f"loss became {value} at epoch {epoch}, batch {batch}: "
-                    "try a lower learning rate (lr) or temperature"
+                    f"try a lower learning rate (lr) or temperature{kept}"
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -105,6 +119,8 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
             bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", refresh=False)
             bar.update()
         history.append({"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, modules, optimizer, scaler, generator, epoch, history)
     bar.close()
     return history
 

@@ -26,7 +26,30 @@ def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
             pytest.approx(report[key]["accuracy"], abs=5e-5)
     assert report["student_distilled"]["float32_bytes"] == 4 * report["student_scratch"]["params"]
     assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled"]
-    assert [p.name for p in out.iterdir()] == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "report.json"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher.pt"]
+
+
+def _distill(out, epochs, *extra):
+    """Run `python -m kdlab distill` on digits with small models (a 3-epoch teacher); return its report."""
+    command = [sys.executable, "-m", "kdlab", "distill", "--dataset", "digits", "--teacher", "mlp100",
+               "--student", "mlp30", "--teacher-epochs", "3", "--epochs", str(epochs), "--out", str(out), *extra]
+    subprocess.run(command, capture_output=True, env={**os.environ, "TQDM_DISABLE": "1"}, check=True)
+    return json.loads((out / "report.json").read_text())
+
+
+def test_resume_continues_an_interrupted_run_to_the_same_result(tmp_path):
+    whole = _distill(tmp_path / "whole", 3)
+    _distill(tmp_path / "cut", 2)  # as if the session died after the students' epoch 2
+    resumed = _distill(tmp_path / "cut", 3, "--resume")
+    for key in ("teacher", "student_scratch", "student_distilled"):
+        assert resumed[key]["accuracy"] == whole[key]["accuracy"]
+    (tmp_path / "cut" / "checkpoints" / "distilled.pt").write_bytes(b"damaged")
+    with pytest.raises(subprocess.CalledProcessError) as failure:  # --resume really reads the checkpoints
+        _distill(tmp_path / "cut", 3, "--resume")
+    assert b"distilled.pt is damaged or not a kdlab checkpoint" in failure.value.stderr
+    fresh = _distill(tmp_path / "cut", 3)  # without --resume the run starts afresh
+    assert fresh["student_distilled"]["accuracy"] == whole["student_distilled"]["accuracy"]
 
 
 @pytest.mark.parametrize("argv", [["distill", "--dataset", "imagenet"], ["distill", "--student", "vgg"], []])
@@ -45,7 +68,8 @@ def test_pipeline_command_writes_the_report_table_plot_and_file(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
                             check=True)
     report = json.loads((out / "report.json").read_text())
-    assert sorted(p.name for p in out.iterdir()) == ["journey.png", "report.json", "report.md", "student.kdz"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "journey.png", "report.json", "report.md",
+                                                     "student.kdz"]
     assert report["compressed"]["fc_bits"] == 3 and report["compressed"]["sensitivities"] == [0.5, 1.0]
     assert "| reloaded |" in result.stdout and "compressed" in result.stdout
     assert f"{report['compressed']['file_bytes']:,} bytes" in result.stdout
