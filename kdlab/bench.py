@@ -1,17 +1,22 @@
-"""`python -m kdlab.bench`: kdlab's k-means and Huffman codec timed against their references on this machine."""
+"""`python -m kdlab.bench`: k-means and Huffman timed against their references; damaged .kdz files loaded."""
 from __future__ import annotations
 
 import argparse
 import heapq
 import json
 import statistics
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .container import load_compressed, save_compressed
+from .errors import CompressedFormatError
 from .files import atomic_write
+from .fuzz import corruptions, sample_model
 from .huffman import huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
 
@@ -121,9 +126,28 @@ def bench_huffman(n=2_000_000, alphabet=32, repeats=3, seed=0):
     }
 
 
+def bench_damaged(count=150, seed=0):
+    """Load time of `count` damaged copies of a .kdz file from each family of kdlab.fuzz, and of the intact file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.kdz"
+        save_compressed(sample_model(seed), path)
+        intact = median_seconds({"load": lambda: load_compressed(path)}, 5)["load"]
+        data, seconds, refused = path.read_bytes(), [], 0
+        for _, damaged in corruptions(data, count, seed):
+            path.write_bytes(damaged)
+            began = time.perf_counter()
+            try:
+                load_compressed(path)
+            except CompressedFormatError:
+                refused += 1
+            seconds.append(time.perf_counter() - began)
+    return {"files": len(seconds), "refused": refused, "file_bytes": len(data), "intact_s": intact,
+            "median_s": statistics.median(seconds), "worst_s": max(seconds)}
+
+
 def table(results):
     """The benchmark figures as a plain-text table with each target."""
-    km, hf = results["kmeans"], results["huffman"]
+    km, hf, dm = results["kmeans"], results["huffman"], results["damaged"]
     rows = [
         ("benchmark", "kdlab", "reference", "ratio", "target"),
         (f"kmeans_1d {km['values']:,} weights, k={km['k']}", f"{km['ours_s']:.3f} s", f"{km['sklearn_s']:.3f} s",
@@ -137,6 +161,9 @@ def table(results):
          f"{hf['plain_decode_s'] * 1e3:.0f} ms", f"{hf['decode_speedup']:.1f}x", ">= 10x faster"),
         ("huffman stream size", f"{hf['stream_bytes']:,} B", f"{hf['optimal_payload_bytes']:,.0f} B optimal",
          f"+{hf['overhead_bytes']:,.0f} B", "<= 4,096 B over"),
+        (f"damaged .kdz load, {dm['files']} files", f"worst {dm['worst_s'] * 1e3:.0f} ms, median "
+         f"{dm['median_s'] * 1e3:.1f} ms", f"{dm['intact_s'] * 1e3:.1f} ms intact", f"{dm['refused']} refused",
+         "<= 1 s each"),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
@@ -149,14 +176,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument("--values", type=int, default=1_000_000, help="weights for the k-means benchmark")
     parser.add_argument("--symbols", type=int, default=2_000_000, help="indices for the Huffman benchmark")
+    parser.add_argument("--damaged", type=int, default=150, help="damaged .kdz files per corruption family")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    for option in ("repeats", "values", "symbols"):
+    for option in ("repeats", "values", "symbols", "damaged"):
         if getattr(args, option) < 1:
             parser.error(f"--{option} must be >= 1, got {getattr(args, option)}")
     torch.set_num_threads(args.threads)
     results = {"kmeans": bench_kmeans(args.values, repeats=args.repeats),
                "huffman": bench_huffman(args.symbols, repeats=args.repeats),
+               "damaged": bench_damaged(args.damaged),
                "torch_threads": torch.get_num_threads()}
     print(table(results))
     text = json.dumps(results, indent=2)

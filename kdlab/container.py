@@ -12,9 +12,16 @@ Byte layout (integers big-endian):
 
 A "plain" entry (biases, BatchNorm, dense layers) holds one blob, the tensor's raw little-endian bytes.
 A "sparse" entry (a pruned float32 layer without a codebook) holds two: the float32 values of its stored
-entries and their Huffman-coded relative positions. A "codebook" entry holds three: the float32 codebook, the Huffman-coded relative
-positions of the stored weights (sparse.encode_positions, `position_bits` per field) and their
-Huffman-coded codebook indices. Filler entries point at a 0.0 in the codebook, appended when needed.
+entries and their Huffman-coded relative positions. A "codebook" entry holds three: the float32 codebook,
+the Huffman-coded relative positions of the stored weights (sparse.encode_positions, `position_bits` per
+field) and their Huffman-coded codebook indices. Filler entries point at a 0.0 in the codebook, appended
+when needed.
+
+Reading checks before it allocates: the CRC-32 and the version first; the blob lengths must add up to the
+file; the tensor names and shapes must be the architecture's (built on the "meta" device, without memory);
+a plain tensor must be exactly its blob; a Huffman stream's counts are bounded by its bits, and the
+relative positions must cover their layer (fillers run to within 2**position_bits of its end), so no
+tensor is larger than its streams can describe. Any failure is a CompressedFormatError.
 """
 from __future__ import annotations
 

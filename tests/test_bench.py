@@ -20,13 +20,15 @@ def test_benchmarks_measure_on_small_inputs():
     assert km["inertia_ratio"] <= 1 + 1e-9
     hf = bench.bench_huffman(n=20_000, alphabet=16, repeats=1)
     assert hf["encode_s"] > 0 and hf["decode_s"] > 0 and hf["stream_bytes"] >= hf["optimal_payload_bytes"]
-    text = bench.table({"kmeans": km, "huffman": hf})
-    assert "kmeans_1d" in text and "huffman decode" in text
+    dm = bench.bench_damaged(count=5)
+    assert dm["files"] == 20 and 0 < dm["refused"] <= 20 and dm["worst_s"] >= dm["median_s"] > 0
+    text = bench.table({"kmeans": km, "huffman": hf, "damaged": dm})
+    assert "kmeans_1d" in text and "huffman decode" in text and "damaged .kdz load, 20 files" in text
 
 
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
     out = str(tmp_path / "b.json")
-    results = bench.main(["--repeats", "1", "--values", "5000", "--symbols", "5000", "--json", out])
+    results = bench.main(["--repeats", "1", "--values", "5000", "--symbols", "5000", "--damaged", "2", "--json", out])
     assert json.loads((tmp_path / "b.json").read_text())["kmeans"]["values"] == results["kmeans"]["values"]
     assert "benchmark" in capsys.readouterr().out
 
