@@ -51,22 +51,31 @@ class SharedWeight(nn.Module):
         return sums / counts
 
 
+def check_bits(value, name, top):
+    """`value` as an int, checked to be in 1..top; ValueError naming it `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= top:
+        raise ValueError(f"{name} must be an int in 1..{top}, got {value!r}")
+    return int(value)
+
+
 def _bits_per_layer(model, bits, top):
     """{layer name: bits} for an int (every Linear/Conv2d layer) or a {layer name: bits} dict."""
-    def checked(value, what):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= top:
-            raise ValueError(f"{what} must be an int in 1..{top}, got {value!r}")
-        return int(value)
-
+    layers = prunable_layers(model)
     if isinstance(bits, dict):
-        layers = prunable_layers(model, bits)
-        return {name: checked(bits[name], f"bits[{name!r}]") for name, _ in layers}
-    value = checked(bits, "bits")
-    return {name: value for name, _ in prunable_layers(model)}
+        names = [name for name, _ in layers]
+        unknown = [str(name) for name in bits if name not in names]
+        if unknown:
+            raise ValueError(f"bits must name Linear or Conv2d layers of the model ({', '.join(sorted(names))}), "
+                             f"got {', '.join(unknown)}")
+        return {name: check_bits(bits[name], f"bits[{name!r}]", top) for name in names if name in bits}
+    value = check_bits(bits, "bits", top)
+    return {name: value for name, _ in layers}
 
 
 def shared_layers(model):
     """The (name, module, SharedWeight) triples of the layers of `model` whose weight is codebook-shared."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     found = []
     for name, module in model.named_modules():
         if parametrize.is_parametrized(module, "weight"):
@@ -148,6 +157,9 @@ class QuantizedLayer(nn.Module):
 
     def __init__(self, layer, bits, init="linear", seed=0):
         super().__init__()
+        if not isinstance(layer, PRUNABLE):
+            raise ValueError(f"layer must be an nn.Linear or nn.Conv2d, got {type(layer).__name__}")
+        check_bits(bits, "bits", MAX_QUANTIZE_BITS)
         weight = layer.weight.detach()
         if getattr(layer, "padding_mode", "zeros") != "zeros":
             raise ValueError(f"layer must pad with zeros to be quantized, got padding_mode={layer.padding_mode!r}")

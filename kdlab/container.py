@@ -105,8 +105,9 @@ def save_compressed(model, path, position_bits=None):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    widths = dict(DEFAULT_BITS, **(position_bits or {}))
-    if set(widths) != set(DEFAULT_BITS) or not all(isinstance(b, int) and 1 <= b <= 16 for b in widths.values()):
+    widths = dict(DEFAULT_BITS, **(position_bits if isinstance(position_bits, dict) else {}))
+    if position_bits is not None and not isinstance(position_bits, dict) or set(widths) != set(DEFAULT_BITS) \
+            or not all(type(b) is int and 1 <= b <= 16 for b in widths.values()):
         raise ValueError(f"position_bits must map 'conv' and 'fc' to ints in 1..16, got {position_bits!r}")
     books = codebook_layers(model)
     plain = dequantize_model(model)

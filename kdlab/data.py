@@ -1,6 +1,8 @@
 """Data sets: real MNIST digits bundled offline (mnist5k), scikit-learn's digits, torchvision sets."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -20,12 +22,23 @@ class ArrayDataset(Dataset):
     def __init__(self, images, labels, num_classes=None):
         images = torch.as_tensor(np.asarray(images), dtype=torch.float32)
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        if images.ndim < 2 or len(images) != len(labels):
+        if images.ndim < 2:
+            raise ValueError(f"images must have at least 2 dimensions (examples, ...), got shape {tuple(images.shape)}")
+        if len(images) != len(labels):
             raise ValueError(
                 f"images and labels must have the same length, got {len(images)} and {len(labels)}"
             )
+        if len(labels) and labels.min() < 0:
+            raise ValueError(f"labels must be >= 0 (class indices), got {int(labels.min())}")
+        if num_classes is None and not len(labels):
+            raise ValueError("num_classes must be given when there are no labels to count the classes of")
+        top = int(labels.max()) if len(labels) else 0
+        if num_classes is None:
+            num_classes = top + 1
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes <= top:
+            raise ValueError(f"num_classes must be an int > the largest label ({top}), got {num_classes!r}")
         self.images, self.targets = images, labels
-        self.num_classes = int(num_classes if num_classes is not None else labels.max() + 1)
+        self.num_classes = int(num_classes)
 
     def __len__(self):
         return len(self.targets)
@@ -95,7 +108,7 @@ def load_dataset(name="mnist5k", root="data"):
         return _digits()
     if name in ONLINE_DATASETS:
         return _torchvision(name, str(root))
-    raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    raise ValueError(f"name must be one of {', '.join(DATASETS)}, got {name!r}")
 
 
 def dataset_info(dataset):
@@ -115,7 +128,9 @@ def dataset_info(dataset):
 
 def make_loader(dataset, batch_size=64, shuffle=False, seed=0):
     """A DataLoader over `dataset`; shuffling follows `seed` so runs repeat."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)

@@ -9,12 +9,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import ArrayDataset, dataset_info, make_loader
 from .files import atomic_torch_save
-from .models import build_model
+from .models import MODELS, build_model
 from .train import evaluate, fit, get_device, make_optimizer, set_seed
 
 
 def soft_targets(logits, temperature=1.0):
     """Softmax at temperature T (Hinton et al. eq. 1): q_i = exp(z_i/T) / sum_j exp(z_j/T)."""
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     return F.softmax(logits / temperature, dim=-1)
@@ -31,6 +33,9 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature=5.0, a
       dC/dz_i = (q_i - p_i) / T ~ (z_i - v_i) / (N T^2)), so T^2 keeps the soft and hard
       terms in proportion whatever the temperature.
     """
+    for name, value in (("student_logits", student_logits), ("teacher_logits", teacher_logits), ("labels", labels)):
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 <= alpha <= 1:
@@ -52,17 +57,19 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature=5.0, a
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
-def _as_dataset(source_data, hard_labels, name="source_data"):
+def _as_dataset(source_data, hard_labels, name="source_data", labels_name="hard_labels"):
     """A Dataset or DataLoader from tensors/arrays with labels, or the Dataset/DataLoader itself."""
     if isinstance(source_data, (Dataset, DataLoader)):
         if hard_labels is not None:
-            raise ValueError(f"hard_labels must be None when {name} is a Dataset or DataLoader")
+            raise ValueError(f"{labels_name} must be None when {name} is a Dataset or DataLoader")
+        if len(source_data) == 0:
+            raise ValueError(f"{name} is empty")
         return source_data
     if hard_labels is None:
-        raise ValueError(f"hard_labels are required when {name} is a tensor or array")
+        raise ValueError(f"{labels_name} are required when {name} is a tensor or array")
     if len(source_data) != len(hard_labels):
         raise ValueError(
-            f"{name} and hard_labels must have the same length, got {len(source_data)} and {len(hard_labels)}"
+            f"{name} and {labels_name} must have the same length, got {len(source_data)} and {len(hard_labels)}"
         )
     if len(source_data) == 0:
         raise ValueError(f"{name} is empty")
@@ -100,6 +107,8 @@ class DistillModel:
 
     def _model(self, model, default, name):
         """The module for `name` (built from a model name or the default) on the device, output size checked."""
+        if isinstance(model, str) and model not in MODELS:
+            raise ValueError(f"{name} must be one of {', '.join(MODELS)}, an nn.Module or None, got {model!r}")
         if model is None or isinstance(model, str):
             model = build_model(model or default, self.num_classes, self.in_shape)
         if not isinstance(model, nn.Module):
@@ -155,7 +164,7 @@ class DistillModel:
 
     def evaluate(self, inputs, labels=None):
         """Accuracy of teacher and student on inputs with labels (or a Dataset/DataLoader): {"teacher", "student"}."""
-        data = _as_dataset(inputs, labels, name="inputs")
+        data = _as_dataset(inputs, labels, "inputs", "labels")
         loader = data if isinstance(data, DataLoader) else make_loader(data, max(self.batch_size, 256))
         return {
             "teacher": evaluate(self.teacher, loader, self.device),

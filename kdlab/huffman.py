@@ -46,7 +46,7 @@ def huffman_code_lengths(counts, max_length=MAX_LENGTH):
         raise ValueError(f"counts must be >= 0, got {counts.min()}")
     present = np.flatnonzero(counts)
     needed = max(1, (len(present) - 1).bit_length())
-    if not isinstance(max_length, (int, np.integer)) or max_length < needed:
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < needed:
         raise ValueError(f"max_length must be an integer >= {needed}, enough for the {len(present)} present "
                          f"symbols, got {max_length}")
     lengths = np.zeros(len(counts), np.uint8)
@@ -244,6 +244,9 @@ def _sealed(stream):
 
 def huffman_decode(data):
     """The int64 array encoded by `huffman_encode`; CompressedFormatError if `data` is not such a stream."""
+    if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):
+        raise ValueError(f"data must be bytes-like (bytes, bytearray, memoryview or a uint8 array), "
+                         f"got {type(data).__name__}")
     data = bytes(data)
     if len(data) < 8:  # magic, version, n = 0 and the CRC
         raise CompressedFormatError(f"Huffman stream is {len(data)} bytes, shorter than any valid stream")

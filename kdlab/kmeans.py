@@ -31,10 +31,18 @@ def _check_init(init):
         raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
 
 
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
 def _as_flat(values):
     """`values` as a flat, detached float tensor on its device (numpy arrays and lists go to the CPU)."""
     if not isinstance(values, torch.Tensor):
-        values = torch.from_numpy(np.array(values))
+        array = np.array(values)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"values must be a non-empty array of finite floats, got dtype {array.dtype}")
+        values = torch.from_numpy(array)
     flat = values.detach().reshape(-1)
     if not flat.is_floating_point():
         flat = flat.to(torch.get_default_dtype())
@@ -94,6 +102,7 @@ def init_centroids(values, k, init="linear", seed=0):
     """
     _check_k(k)
     _check_init(init)
+    _check_seed(seed)
     flat = _as_flat(values)
     return _initial(_sort(flat)[0], k, init, seed).to(flat.dtype)
 
@@ -171,6 +180,7 @@ def kmeans_1d(values, k, init="linear", max_iter=100, tol=1e-6, seed=0):
     """
     _check_k(k)
     _check_init(init)
+    _check_seed(seed)
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
     if not tol >= 0:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from torch import nn
 from torchvision.models import resnet18
@@ -57,9 +58,11 @@ def build_model(name, num_classes=10, in_shape=(1, 28, 28)):
         raise ValueError(f"name must be one of {', '.join(MODELS)}, got {name!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    in_shape = tuple(in_shape)
-    if len(in_shape) != 3 or min(in_shape) < 1:
-        raise ValueError(f"in_shape must be (channels, height, width) of positive sizes, got {in_shape}")
+    shape = () if isinstance(in_shape, str) or not hasattr(in_shape, "__iter__") else tuple(in_shape)
+    if len(shape) != 3 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
+                                  for n in shape):
+        raise ValueError(f"in_shape must be (channels, height, width) of positive ints, got {in_shape!r}")
+    in_shape = shape
     if name in MLP_HIDDEN:
         model = mlp(math.prod(in_shape), MLP_HIDDEN[name], num_classes)
     elif name == "lenet5":
@@ -74,4 +77,6 @@ def build_model(name, num_classes=10, in_shape=(1, 28, 28)):
 
 def count_parameters(model):
     """Number of parameters of `model`."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters())

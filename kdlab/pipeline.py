@@ -4,18 +4,19 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import time
 from pathlib import Path
 
-from .codebook import finetune_codebook, share_weights
+from .codebook import MAX_SHARE_BITS, check_bits, finetune_codebook, share_weights
 from .container import load_compressed, save_compressed
-from .data import load_dataset, make_loader
+from .data import DATASETS, load_dataset, make_loader
 from .distill import DistillModel
 from .files import atomic_write
-from .models import count_parameters
-from .prune import iterative_prune, prunable_layers, remove_masks, sparsity
+from .models import MODELS, count_parameters
+from .prune import check_sensitivities, iterative_prune, prunable_layers, remove_masks, sparsity
 from .report import compression_report, journey_figure, stage_table
-from .train import evaluate, fit, set_seed
+from .train import check_epochs, check_lr, evaluate, fit, set_seed
 
 
 class Stages:
@@ -45,6 +46,13 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     With `checkpoints` (a folder), each training saves CHECKPOINTS/{teacher,scratch,distilled}.pt after every
     epoch; `resume=True` continues from the checkpoints there, otherwise they are started afresh.
     """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    for name, value in (("teacher", teacher), ("student", student)):
+        if value not in MODELS:
+            raise ValueError(f"{name} must be one of {', '.join(MODELS)}, got {value!r}")
+    check_epochs(teacher_epochs, "teacher_epochs")
+    check_epochs(epochs)
     start = time.perf_counter()
     ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled"))
     train_set, test_set = load_dataset(dataset, root)
@@ -84,6 +92,14 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     The file is reloaded from disk and evaluated. The three trainings checkpoint into OUT/checkpoints after
     every epoch; `resume=True` continues from there. Returns (report, the reloaded student).
     """
+    if not isinstance(out, (str, os.PathLike)):
+        raise ValueError(f"out must be a str or os.PathLike, got {type(out).__name__}")
+    sensitivities = check_sensitivities(sensitivities)
+    check_bits(conv_bits, "conv_bits", MAX_SHARE_BITS)
+    check_bits(fc_bits, "fc_bits", MAX_SHARE_BITS)
+    check_epochs(retrain_epochs, "retrain_epochs")
+    check_epochs(finetune_epochs, "finetune_epochs")
+    check_lr(finetune_lr, "finetune_lr")
     start = time.perf_counter()
     out = Path(out)
     report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import copy
+import numbers
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .train import cross_entropy, fit
+from .train import check_epochs, check_lr, cross_entropy, fit
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
 
 
 def prunable_layers(model, layers=None):
     """The (name, module) pairs of the Linear and Conv2d layers of `model`, or of those named in `layers`."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if layers is None:
         return found
@@ -31,9 +34,24 @@ def current_weight(module):
     torch.nn.utils.prune recomputes `module.weight` only in a forward pass, so right after an optimizer
     step it is one step out of date.
     """
+    if not isinstance(module, nn.Module) or not isinstance(getattr(module, "weight", None), torch.Tensor):
+        raise ValueError(f"module must be an nn.Module with a weight tensor, got {type(module).__name__}")
     if prune.is_pruned(module) and hasattr(module, "weight_orig"):
         return (module.weight_orig * module.weight_mask).detach()
     return module.weight.detach()
+
+
+def _is_sensitivity(value):
+    """True if `value` is a number >= 0 (NaN is not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0
+
+
+def check_sensitivities(sensitivities):
+    """`sensitivities` as a list, checked to be a non-empty sequence of numbers >= 0."""
+    values = [] if isinstance(sensitivities, str) or not hasattr(sensitivities, "__iter__") else list(sensitivities)
+    if not values or not all(map(_is_sensitivity, values)):
+        raise ValueError(f"sensitivities must be a non-empty sequence of numbers >= 0, got {sensitivities!r}")
+    return values
 
 
 def prune_by_std(model, sensitivity, layers=None):
@@ -45,8 +63,8 @@ def prune_by_std(model, sensitivity, layers=None):
     sensitivity removes little more. Masks come from torch.nn.utils.prune: pruned weights stay
     exactly zero while the survivors retrain, and pruning again combines the masks.
     """
-    if not sensitivity >= 0:
-        raise ValueError(f"sensitivity must be >= 0, got {sensitivity}")
+    if not _is_sensitivity(sensitivity):
+        raise ValueError(f"sensitivity must be >= 0, got {sensitivity!r}")
     thresholds = {}
     for name, module in prunable_layers(model, layers):
         weight = current_weight(module)
@@ -58,8 +76,8 @@ def prune_by_std(model, sensitivity, layers=None):
 
 def prune_by_fraction(model, amount, layers=None):
     """Prune the `amount` fraction (0..1) of smallest-magnitude weights in each layer (L1 unstructured)."""
-    if not 0 <= amount <= 1:
-        raise ValueError(f"amount must be in [0, 1], got {amount}")
+    if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not 0 <= amount <= 1:
+        raise ValueError(f"amount must be in [0, 1], got {amount!r}")
     for _, module in prunable_layers(model, layers):
         prune.l1_unstructured(module, "weight", amount=float(amount))
     return model
@@ -88,6 +106,9 @@ def iterative_prune(model, loader, sensitivities, epochs=2, lr=1e-3, device="aut
     `loss_fn(logits, inputs, labels)` is the retraining loss (a distillation loss keeps the teacher's
     guidance). Returns one {sensitivity, kept, loss} per step; the masks keep pruned weights at zero.
     """
+    sensitivities = check_sensitivities(sensitivities)
+    check_epochs(epochs)
+    check_lr(lr)
     history = []
     for sensitivity in sensitivities:
         prune_by_std(model, sensitivity)
@@ -111,6 +132,8 @@ def clone_model(model):
     copy.deepcopy refuses the pruned `weight` tensors (computed from weight_orig * weight_mask, so not
     graph leaves); they are left out of the copy and recomputed from the copied weight_orig and mask.
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     hooks = [(module, hook) for module in model.modules() for hook in module._forward_pre_hooks.values()
              if isinstance(hook, prune.BasePruningMethod)]
     copied = copy.deepcopy(model, {id(getattr(module, hook._tensor_name)): None for module, hook in hooks})

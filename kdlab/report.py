@@ -124,8 +124,18 @@ def compression_report(model_or_path):
     return report
 
 
+def _is_stages(stages, keys):
+    """True if `stages` is a list (or tuple) of dicts that each hold `keys`."""
+    return isinstance(stages, (list, tuple)) and all(isinstance(s, dict) and set(keys) <= s.keys() for s in stages)
+
+
 def stage_table(report):
     """The stages of a pipeline report as a Markdown table: accuracy, bytes, size ratio and seconds."""
+    if not (isinstance(report, dict) and isinstance(report.get("student_distilled"), dict)
+            and "float32_bytes" in report["student_distilled"]
+            and _is_stages(report.get("stages"), ("name", "accuracy", "bytes", "seconds"))):
+        raise ValueError(f"report must be a pipeline report (as run_distillation and run_pipeline return), "
+                         f"got {report!r:.100}")
     base = report["student_distilled"]["float32_bytes"]
     lines = ["| stage | test accuracy | bytes | smaller than the float32 student | seconds |", "|---|---|---|---|---|"]
     for stage in report["stages"]:
@@ -136,6 +146,9 @@ def stage_table(report):
 
 def journey_figure(stages):
     """Accuracy against size (log scale) through the stages: the compression journey, as a matplotlib Figure."""
+    if not _is_stages(stages, ("name", "accuracy", "bytes")):
+        raise ValueError(f"stages must be a list of {{name, accuracy, bytes}} dicts (a report's 'stages'), "
+                         f"got {stages!r:.100}")
     figure = Figure(figsize=(8, 4.5))
     axes = figure.add_subplot()
     sizes, accuracies = [s["bytes"] for s in stages], [100 * s["accuracy"] for s in stages]

@@ -49,7 +49,7 @@ def decode_positions(fields, size, bits=5):
     fields = np.asarray(fields)
     if fields.ndim != 1 or (fields.size and fields.dtype.kind not in "iu"):
         raise ValueError(f"fields must be a 1-D array of integers, got shape {fields.shape} and dtype {fields.dtype}")
-    if not isinstance(size, (int, np.integer)) or size < 0:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
         raise ValueError(f"size must be an integer >= 0, got {size!r}")
     if fields.size and not 0 <= fields.min() <= fields.max() < span:
         raise CompressedFormatError(f"position fields must be in 0..{span - 1} for bits={bits}, "

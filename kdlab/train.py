@@ -1,12 +1,14 @@
 """The one training loop: device choice, seeding, mixed precision, fit and evaluate."""
 from __future__ import annotations
 
+import numbers
 import os
 import random
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -21,7 +23,7 @@ def get_device(device="auto"):
     if device != "auto":
         try:
             return torch.device(device)
-        except RuntimeError as error:
+        except (RuntimeError, TypeError) as error:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'mps' or 'cuda:N', got {device!r}") from error
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -46,14 +48,32 @@ def amp_dtype(device):
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
+def _is_number(value):
+    """True for an int or float (numpy's too), False for bools, strings and the rest."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_epochs(epochs, name="epochs"):
+    """Raise ValueError unless `epochs` is an int >= 0; `name` is the argument's name in the message."""
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {epochs!r}")
+
+
+def check_lr(lr, name="lr"):
+    """Raise ValueError unless the learning rate `lr` is a number > 0; `name` is the argument's name in the message."""
+    if not _is_number(lr) or not lr > 0:
+        raise ValueError(f"{name} must be > 0, got {lr!r}")
+
+
 def make_optimizer(params, optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0):
     """Adam (default) or SGD with `momentum` over `params`."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    check_lr(lr)
+    if not _is_number(momentum) or not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if not _is_number(weight_decay) or not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -74,8 +94,9 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
     `epochs` counts the whole run, and the history returned includes the resumed epochs. `frozen` is a dict
     of other modules (e.g. the teacher) to save and restore with it.
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_epochs(epochs)
     if len(loader) == 0:
         raise ValueError("loader is empty")
     device = get_device(device)
@@ -128,6 +149,10 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
 @torch.no_grad()
 def predict(model, loader, device="auto"):
     """Logits of `model` for every input of `loader`, concatenated on the CPU, with the labels."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if len(loader) == 0:
+        raise ValueError("loader is empty")
     device = get_device(device)
     model.to(device).eval()
     dtype = amp_dtype(device)
@@ -141,7 +166,5 @@ def predict(model, loader, device="auto"):
 
 def evaluate(model, loader, device="auto"):
     """Top-1 accuracy of `model` on `loader`, a fraction in [0, 1]."""
-    if len(loader) == 0:
-        raise ValueError("loader is empty")
     logits, labels = predict(model, loader, device)
     return int((logits.argmax(1) == labels).sum()) / len(labels)

@@ -63,7 +63,7 @@ def test_bits_per_layer_dict_shares_only_those_layers():
 
 
 @pytest.mark.parametrize("bits, message", [(0, "bits must be an int in 1..15"), (16, "1..15"), (True, "bits"),
-                                           ("5", "bits"), ({"9": 4}, "layers must name"),
+                                           ("5", "bits"), ({"9": 4}, "bits must name Linear or Conv2d layers"),
                                            ({"1": 0}, r"bits\['1'\] must be")])
 def test_share_weights_bad_bits(bits, message):
     with pytest.raises(ValueError, match=message):
@@ -205,7 +205,7 @@ def test_a_shared_model_is_quantized_exactly_and_stays_usable():
 
 
 @pytest.mark.parametrize("bits, message", [(0, "bits must be an int in 1..16"), (17, "1..16"),
-                                           ({"nope": 4}, "layers must name")])
+                                           ({"nope": 4}, "bits must name Linear or Conv2d layers")])
 def test_quantize_bad_bits(bits, message):
     with pytest.raises(ValueError, match=message):
         quantize_model(kdlab.build_model("mlp30"), bits)

@@ -51,7 +51,7 @@ def test_dataset_name_lists():
 
 
 def test_unknown_dataset_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="dataset must be one of mnist5k, digits"):
+    with pytest.raises(ValueError, match="name must be one of mnist5k, digits"):
         kdlab.load_dataset("imagenet")
 
 

@@ -164,12 +164,12 @@ def test_save_and_load_student(small, tmp_path):
         ({"hard_labels": None}, "hard_labels are required"),
         ({"teacher": nn.Sequential(nn.Flatten(), nn.Linear(64, 3))}, "teacher must output 10 class scores"),
         ({"student": nn.Sequential(nn.Flatten(), nn.Linear(64, 12))}, "student must output 10 class scores"),
-        ({"student": "vgg"}, "name must be one of"),
+        ({"student": "vgg"}, "student must be one of"),
         ({"student": 3}, "student must be an nn.Module"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of adam, sgd"),
         ({"temperature": 0}, "temperature must be > 0"),
         ({"alpha": 2}, r"alpha must be in \[0, 1\]"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
     ],
 )
 def test_distill_model_errors(small, kwargs, message):
