@@ -41,7 +41,9 @@ def test_the_stages_and_the_files_written(main_job):
     sizes = {s["name"]: s["bytes"] for s in report["stages"]}
     assert sizes["student_distilled"] > 3 * sizes["pruned"] > 3 * sizes["shared"]
     assert sizes["finetuned"] == sizes["reloaded"] == report["compressed"]["file_bytes"]
-    assert sorted(p.name for p in out.iterdir()) == ["journey.png", "report.json", "report.md", "student.kdz"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "journey.png", "report.json", "report.md",
+                                                     "student.kdz"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher.pt"]
     assert json.loads((out / "report.json").read_text()) == report
     text = (out / "report.md").read_text()
     assert "| finetuned |" in text and "compress rate" in text
