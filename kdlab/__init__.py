@@ -7,22 +7,29 @@ from .distill import DistillModel, distillation_loss, soft_targets
 from .errors import CompressedFormatError
 from .huffman import canonical_codes, huffman_code_lengths, huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
+from .linear import LinearQuantizedLayer, calibrate
+from .lowrank import factorize_linear, low_rank, rank_for_energy
 from .models import MODELS, build_model, count_parameters
 from .prune import (clone_model, current_weight, iterative_prune, l1_penalty, prunable_layers, prune_by_fraction,
                     prune_by_std, remove_masks, sparsity)
+from .qat import prepare_qat
 from .report import CompressionReport, compression_report
 from .sparse import decode_positions, encode_positions
+from .structured import channel_norms, prune_channels
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
+from .variants import hint_loss, multi_teacher_loss, rkd_angle_loss, rkd_distance_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DATASETS", "MODELS", "OFFLINE_DATASETS", "ArrayDataset", "build_model", "canonical_codes", "clone_model",
+    "ArrayDataset", "build_model", "calibrate", "canonical_codes", "channel_norms", "clone_model",
     "CompressedFormatError", "compression_report", "CompressionReport", "count_parameters", "current_weight",
-    "dataset_info", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel",
-    "encode_positions", "evaluate", "finetune_codebook", "fit", "get_device", "huffman_code_lengths",
-    "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "kmeans_1d", "l1_penalty",
-    "load_compressed", "load_dataset", "make_loader", "make_optimizer", "predict", "prunable_layers",
-    "prune_by_fraction", "prune_by_std", "quantize_model", "QuantizedLayer", "read_compressed", "remove_masks",
-    "save_compressed", "set_seed", "share_weights", "shared_layers", "soft_targets", "sparsity",
+    "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel",
+    "encode_positions", "evaluate", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
+    "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "kmeans_1d",
+    "l1_penalty", "LinearQuantizedLayer", "load_compressed", "load_dataset", "low_rank", "make_loader",
+    "make_optimizer", "MODELS", "multi_teacher_loss", "OFFLINE_DATASETS", "predict", "prepare_qat", "prunable_layers",
+    "prune_by_fraction", "prune_by_std", "prune_channels", "quantize_model", "QuantizedLayer", "rank_for_energy",
+    "read_compressed", "remove_masks", "rkd_angle_loss", "rkd_distance_loss", "save_compressed", "set_seed",
+    "share_weights", "shared_layers", "soft_targets", "sparsity",
 ]

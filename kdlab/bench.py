@@ -1,4 +1,5 @@
-"""`python -m kdlab.bench`: k-means and Huffman timed against their references; damaged .kdz files loaded."""
+"""`python -m kdlab.bench`: k-means and Huffman timed against their references, damaged .kdz loads, and the
+training benchmarks: int8 PTQ, the distillation methods, channel pruning and low rank."""
 from __future__ import annotations
 
 import argparse
@@ -13,25 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bench_distill import bench_distill
+from .bench_quant import bench_ptq
+from .bench_structured import bench_structured
 from .container import load_compressed, save_compressed
+from .data import DATASETS
 from .errors import CompressedFormatError
 from .files import atomic_write
 from .fuzz import corruptions, sample_model
 from .huffman import huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
+from .timing import median_seconds
 
-
-def median_seconds(runs, repeats):
-    """Median wall time of each callable in `runs` ({name: callable}), timed round-robin after one warm-up each."""
-    times = {name: [] for name in runs}
-    for run in runs.values():
-        run()
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
+SECTIONS = ("kmeans", "huffman", "damaged", "ptq", "distill", "structured")
 
 
 def pruned_weights(n, seed=0):
@@ -145,26 +140,68 @@ def bench_damaged(count=150, seed=0):
             "median_s": statistics.median(seconds), "worst_s": max(seconds)}
 
 
+def _fast_rows(results):
+    """Table rows of the k-means, Huffman and damaged-load benchmarks present in `results`."""
+    rows = []
+    if "kmeans" in results:
+        km = results["kmeans"]
+        rows += [(f"kmeans_1d {km['values']:,} weights, k={km['k']}", f"{km['ours_s']:.3f} s",
+                  f"{km['sklearn_s']:.3f} s", f"{km['speedup']:.1f}x", ">= 10x faster"),
+                 ("kmeans inertia", f"{km['inertia']:.4g}", f"{km['sklearn_inertia']:.4g}",
+                  f"{km['inertia_ratio']:.6f}", "<= 1 (no worse)")]
+    if "huffman" in results:
+        hf = results["huffman"]
+        rows += [(f"huffman encode {hf['symbols']:,} symbols", f"{hf['encode_s'] * 1e3:.1f} ms "
+                  f"({hf['encode_msym_per_s']:.0f} Msym/s)", f"{hf['plain_encode_s'] * 1e3:.0f} ms",
+                  f"{hf['encode_speedup']:.1f}x", ">= 5x faster"),
+                 ("huffman decode", f"{hf['decode_s'] * 1e3:.1f} ms ({hf['decode_msym_per_s']:.0f} Msym/s)",
+                  f"{hf['plain_decode_s'] * 1e3:.0f} ms", f"{hf['decode_speedup']:.1f}x", ">= 10x faster"),
+                 ("huffman stream size", f"{hf['stream_bytes']:,} B", f"{hf['optimal_payload_bytes']:,.0f} B optimal",
+                  f"+{hf['overhead_bytes']:,.0f} B", "<= 4,096 B over")]
+    if "damaged" in results:
+        dm = results["damaged"]
+        rows.append((f"damaged .kdz load, {dm['files']} files", f"worst {dm['worst_s'] * 1e3:.0f} ms, median "
+                     f"{dm['median_s'] * 1e3:.1f} ms", f"{dm['intact_s'] * 1e3:.1f} ms intact",
+                     f"{dm['refused']} refused", "<= 1 s each"))
+    return rows
+
+
+def _training_rows(results):
+    """Table rows of the PTQ, distillation and structured-pruning benchmarks present in `results`."""
+    rows = []
+    if "ptq" in results:
+        pq = results["ptq"]
+        for row in pq["rows"]:
+            if row["per_channel"] and row["observer"] == "minmax":
+                rows.append((f"{row['scheme']} PTQ {pq['model']} {row['bits']}-bit", f"{100 * row['accuracy']:.1f}%, "
+                             f"{row['bytes']:,} B", f"{100 * pq['float_accuracy']:.1f}%, {pq['float_bytes']:,} B",
+                             f"{-row['accuracy_drop_points']:+.1f} pt, {100 * row['size_ratio']:.1f}%",
+                             "<= 0.3 pt, < 30%" if row["bits"] == 8 and row["scheme"] == "linear" else "measured"))
+    if "distill" in results:
+        ds = results["distill"]
+        scratch = ds["methods"].get("scratch", {}).get("accuracy")
+        for method, run in ds["methods"].items():
+            rows.append((f"{method} {ds['student']} from {ds['teacher']}, {ds['epochs']} epochs",
+                         f"{100 * run['accuracy']:.1f}% in {run['seconds']:.0f} s",
+                         f"teacher {100 * ds['teacher_accuracy']:.1f}%",
+                         f"{100 * (run['accuracy'] - scratch):+.1f} pt" if scratch is not None else "",
+                         ">= 92%" if method in ("features", "relations") else "measured"))
+    if "structured" in results:
+        st = results["structured"]
+        for run in st["prune_channels"]:
+            rows.append((f"prune_channels lenet5 {run['amount']:.0%}", f"{run['parameters']:,} params, "
+                         f"{100 * run['retrained_accuracy']:.1f}%", f"{st['lenet5']['parameters']:,}, "
+                         f"{100 * st['lenet5']['accuracy']:.1f}%", f"{run['speedup']:.1f}x faster", "measured"))
+        for run in st["low_rank"]:
+            rows.append((f"low_rank lenet300 energy {run['energy']}", f"{run['parameters']:,} params, "
+                         f"{100 * run['retrained_accuracy']:.1f}%", f"{st['lenet300']['parameters']:,}, "
+                         f"{100 * st['lenet300']['accuracy']:.1f}%", f"{run['speedup']:.1f}x faster", "measured"))
+    return rows
+
+
 def table(results):
-    """The benchmark figures as a plain-text table with each target."""
-    km, hf, dm = results["kmeans"], results["huffman"], results["damaged"]
-    rows = [
-        ("benchmark", "kdlab", "reference", "ratio", "target"),
-        (f"kmeans_1d {km['values']:,} weights, k={km['k']}", f"{km['ours_s']:.3f} s", f"{km['sklearn_s']:.3f} s",
-         f"{km['speedup']:.1f}x", ">= 10x faster"),
-        ("kmeans inertia", f"{km['inertia']:.4g}", f"{km['sklearn_inertia']:.4g}", f"{km['inertia_ratio']:.6f}",
-         "<= 1 (no worse)"),
-        (f"huffman encode {hf['symbols']:,} symbols", f"{hf['encode_s'] * 1e3:.1f} ms "
-         f"({hf['encode_msym_per_s']:.0f} Msym/s)", f"{hf['plain_encode_s'] * 1e3:.0f} ms",
-         f"{hf['encode_speedup']:.1f}x", ">= 5x faster"),
-        ("huffman decode", f"{hf['decode_s'] * 1e3:.1f} ms ({hf['decode_msym_per_s']:.0f} Msym/s)",
-         f"{hf['plain_decode_s'] * 1e3:.0f} ms", f"{hf['decode_speedup']:.1f}x", ">= 10x faster"),
-        ("huffman stream size", f"{hf['stream_bytes']:,} B", f"{hf['optimal_payload_bytes']:,.0f} B optimal",
-         f"+{hf['overhead_bytes']:,.0f} B", "<= 4,096 B over"),
-        (f"damaged .kdz load, {dm['files']} files", f"worst {dm['worst_s'] * 1e3:.0f} ms, median "
-         f"{dm['median_s'] * 1e3:.1f} ms", f"{dm['intact_s'] * 1e3:.1f} ms intact", f"{dm['refused']} refused",
-         "<= 1 s each"),
-    ]
+    """The benchmark figures present in `results` as a plain-text table with each target."""
+    rows = [("benchmark", "kdlab", "reference", "ratio", "target"), *_fast_rows(results), *_training_rows(results)]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
@@ -172,21 +209,33 @@ def table(results):
 def main(argv=None):
     """Run the benchmarks, print the table and the JSON (also written to --json if given)."""
     parser = argparse.ArgumentParser(prog="python -m kdlab.bench", description=__doc__)
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated benchmarks to run, of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument("--values", type=int, default=1_000_000, help="weights for the k-means benchmark")
     parser.add_argument("--symbols", type=int, default=2_000_000, help="indices for the Huffman benchmark")
     parser.add_argument("--damaged", type=int, default=150, help="damaged .kdz files per corruption family")
+    parser.add_argument("--dataset", default="mnist5k", choices=DATASETS,
+                        help="data set of the training benchmarks (ptq, distill, structured)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     for option in ("repeats", "values", "symbols", "damaged"):
         if getattr(args, option) < 1:
             parser.error(f"--{option} must be >= 1, got {getattr(args, option)}")
+    sections = [name for name in args.only.split(",") if name]
+    unknown = [name for name in sections if name not in SECTIONS]
+    if unknown or not sections:
+        parser.error(f"--only must list some of {','.join(SECTIONS)}, got {args.only!r}")
     torch.set_num_threads(args.threads)
-    results = {"kmeans": bench_kmeans(args.values, repeats=args.repeats),
-               "huffman": bench_huffman(args.symbols, repeats=args.repeats),
-               "damaged": bench_damaged(args.damaged),
-               "torch_threads": torch.get_num_threads()}
+    runs = {"kmeans": lambda: bench_kmeans(args.values, repeats=args.repeats),
+            "huffman": lambda: bench_huffman(args.symbols, repeats=args.repeats),
+            "damaged": lambda: bench_damaged(args.damaged),
+            "ptq": lambda: bench_ptq(args.dataset),
+            "distill": lambda: bench_distill(args.dataset),
+            "structured": lambda: bench_structured(args.dataset, repeats=max(args.repeats, 20))}
+    results = {name: runs[name]() for name in SECTIONS if name in sections}
+    results["torch_threads"] = torch.get_num_threads()
     print(table(results))
     text = json.dumps(results, indent=2)
     print(text)

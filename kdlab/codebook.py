@@ -8,24 +8,30 @@ Two forms of a network whose weights are codebook values:
 - *quantized* (`quantize_model`): each Linear/Conv2d is replaced by a module that stores only the indices,
   bit-packed into uint8, and the codebook, so its state_dict is small. This is the storage form.
 
-`dequantize_model` turns either back into an ordinary float network.
+`quantize_model(..., scheme="linear" or "log")` stores int8 affine or log codes instead (kdlab/linear.py), from a
+float, shared, pruned or QAT (kdlab/qat.py) network. `dequantize_model` turns any of them back into an ordinary
+float network.
 """
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .bitpack import pack_indices, unpack_indices
 from .kmeans import kmeans_1d
+from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer, check_per_channel,
+                     make_float_layer)
 from .prune import PRUNABLE, clone_model, current_weight, prunable_layers, remove_masks
+from .qat import input_ranges
 from .train import cross_entropy, fit, make_optimizer
 
 MAX_SHARE_BITS = 15  # a .kdz layer adds one codebook entry for zero to at most 2**bits centroids: <= 65,536 symbols
 MAX_QUANTIZE_BITS = 16
+SCHEMES = ("kmeans", "linear", "log")
 
 
 class SharedWeight(nn.Module):
@@ -51,15 +57,8 @@ class SharedWeight(nn.Module):
         return sums / counts
 
 
-def check_bits(value, name, top):
-    """`value` as an int, checked to be in 1..top; ValueError naming it `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= top:
-        raise ValueError(f"{name} must be an int in 1..{top}, got {value!r}")
-    return int(value)
-
-
-def _bits_per_layer(model, bits, top):
-    """{layer name: bits} for an int (every Linear/Conv2d layer) or a {layer name: bits} dict."""
+def _bits_per_layer(model, bits, top, low=1):
+    """{layer name: bits in low..top} for an int (every Linear/Conv2d layer) or a {layer name: bits} dict."""
     layers = prunable_layers(model)
     if isinstance(bits, dict):
         names = [name for name, _ in layers]
@@ -67,8 +66,8 @@ def _bits_per_layer(model, bits, top):
         if unknown:
             raise ValueError(f"bits must name Linear or Conv2d layers of the model ({', '.join(sorted(names))}), "
                              f"got {', '.join(unknown)}")
-        return {name: check_bits(bits[name], f"bits[{name!r}]", top) for name in names if name in bits}
-    value = check_bits(bits, "bits", top)
+        return {name: check_bits(bits[name], f"bits[{name!r}]", top, low) for name in names if name in bits}
+    value = check_bits(bits, "bits", top, low)
     return {name: value for name, _ in layers}
 
 
@@ -135,23 +134,6 @@ def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", moment
             p.requires_grad_(True)
 
 
-def pack_indices(index, bits):
-    """Bit-pack a 1-D tensor of indices < 2**bits into uint8 bytes, each index MSB first, no gaps between."""
-    shifts = torch.arange(bits - 1, -1, -1, device=index.device, dtype=torch.int32)
-    stream = ((index.reshape(-1, 1).int() >> shifts) & 1).to(torch.uint8).reshape(-1)
-    stream = F.pad(stream, (0, -stream.numel() % 8))
-    place = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=index.device)
-    return (stream.reshape(-1, 8) * place).sum(1, dtype=torch.uint8)
-
-
-def unpack_indices(packed, bits, count):
-    """The `count` indices of `bits` bits each stored by `pack_indices` in `packed`, as int64."""
-    shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
-    stream = ((packed.reshape(-1, 1) >> shifts) & 1).reshape(-1)[:count * bits]
-    place = 1 << torch.arange(bits - 1, -1, -1, device=packed.device, dtype=torch.int64)
-    return (stream.reshape(count, bits).long() * place).sum(1)
-
-
 class QuantizedLayer(nn.Module):
     """A Linear or Conv2d whose weight is stored as bit-packed codebook indices (uint8 bytes) and a codebook."""
 
@@ -188,7 +170,7 @@ class QuantizedLayer(nn.Module):
 
     def to_float(self):
         """The equivalent ordinary nn.Linear or nn.Conv2d."""
-        return _float_layer(self.kind, self.shape, self.options, self.decoded_weight(), self.bias)
+        return make_float_layer(self.kind, self.shape, self.options, self.decoded_weight(), self.bias)
 
     def extra_repr(self):
         return f"{self.kind}, shape={self.shape}, bits={self.bits}"
@@ -214,31 +196,15 @@ def _quantize(flat, k, init, seed):
     return codebook.to(flat.dtype), index
 
 
-def _float_layer(kind, shape, options, weight, bias):
-    """A new nn.Linear or nn.Conv2d (`kind`) with weight `shape`, conv `options`, and copies of weight and bias."""
-    out_features, in_features, *kernel = shape
-    if kind == "Linear":
-        layer = nn.Linear(in_features, out_features, bias=bias is not None)
-    else:
-        layer = nn.Conv2d(in_features * options["groups"], out_features, tuple(kernel), bias=bias is not None,
-                          **options)
-    layer.to(device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer
-
-
 def float_layer(layer):
-    """A plain float copy of a Linear/Conv2d (pruned or shared: its effective weight) or of a QuantizedLayer."""
-    if isinstance(layer, QuantizedLayer):
+    """A plain float copy of a Linear/Conv2d (pruned, shared or QAT: its effective weight) or of a quantized layer."""
+    if isinstance(layer, (QuantizedLayer, LinearQuantizedLayer)):
         return layer.to_float()
     options = ({} if isinstance(layer, nn.Linear) else
                {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups", "padding_mode")})
     bias = None if layer.bias is None else layer.bias.detach()
     kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
-    return _float_layer(kind, tuple(layer.weight.shape), options, current_weight(layer), bias)
+    return make_float_layer(kind, tuple(layer.weight.shape), options, current_weight(layer), bias)
 
 
 def _replace(model, make):
@@ -256,23 +222,47 @@ def _replace(model, make):
     return model
 
 
-def quantize_model(model, bits=8, init="linear", seed=0):
-    """A copy of `model` with every Linear/Conv2d stored as bit-packed `bits`-bit indices and a codebook.
+def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_channel=True, calibration_data=None,
+                   observer="minmax"):
+    """A copy of `model` with every Linear/Conv2d stored as `bits`-bit integers: codebook indices, affine or log codes.
 
-    `bits` is an int (1..16) or {layer name: bits} for just those layers. Each layer's weights are
-    clustered by `kmeans_1d` (from `init`, with `seed` for "random") into 2**bits shared values, zero kept
-    exact when the layer is pruned. Shared or pruned models are read through their effective weights, so
-    a model whose layers have at most 2**bits distinct values is stored exactly. Biases, BatchNorm and other
-    parameters stay float.
+    `bits` is an int or {layer name: bits} for just those layers. Shared, pruned or QAT models are read through
+    their effective weights. Biases, BatchNorm and other parameters stay float.
+
+    scheme="kmeans" (bits 1..16): each layer's weights are clustered by `kmeans_1d` (from `init`, with `seed` for
+    "random") into 2**bits shared values stored as bit-packed indices and a codebook, zero kept exact when the
+    layer is pruned; a model whose layers have at most 2**bits distinct values is stored exactly.
+
+    scheme="linear" or "log" (bits 2..8): `LinearQuantizedLayer`s with int8 weights, affine r ≈ S (q - Z) per output
+    channel (`per_channel`) or per tensor, or signed powers of two (seed 001 §4.3.1, §4.3.2). The inputs of the
+    layers are simulated uint8 over ranges calibrated on `calibration_data` (a DataLoader, Dataset or tensor of
+    inputs) by the `observer` ("minmax", "percentile" or a percentile p), or learned by a QAT model
+    (`prepare_qat`); with neither, only the weights are quantized.
     """
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(map(repr, SCHEMES))}, got {scheme!r}")
+    check_per_channel(per_channel)
+    check_observer(observer)
+    if scheme == "kmeans":
+        if calibration_data is not None:
+            raise ValueError("calibration_data must be None for scheme='kmeans': it calibrates the inputs of the "
+                             "'linear' and 'log' schemes")
+        model = dequantize_model(model)
+        per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)
+        return _replace(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init, seed)
+                        if name in per_layer else None)
+    ranges = input_ranges(model)
     model = dequantize_model(model)
-    per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)
-    return _replace(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init, seed)
+    per_layer = _bits_per_layer(model, bits, MAX_BITS, MIN_BITS)
+    if calibration_data is not None:
+        ranges = calibrate(model, calibration_data, observer)
+    return _replace(model, lambda name, layer: LinearQuantizedLayer(layer, per_layer[name], scheme, per_channel,
+                                                                    ranges.get(name))
                     if name in per_layer else None)
 
 
 def dequantize_model(model):
-    """A copy of `model` as an ordinary float network: quantized layers back to nn.Linear/nn.Conv2d,
-    shared weights and pruning masks folded into plain weight tensors."""
+    """A copy of `model` as an ordinary float network: quantized layers (any scheme) back to nn.Linear/nn.Conv2d,
+    shared weights, pruning masks and QAT fake quantization folded into plain weight tensors."""
     return _replace(model, lambda name, layer: float_layer(layer)
-                    if isinstance(layer, (QuantizedLayer, *PRUNABLE)) else None)
+                    if isinstance(layer, (QuantizedLayer, LinearQuantizedLayer, *PRUNABLE)) else None)

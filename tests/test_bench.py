@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kdlab import bench, huffman_decode, huffman_encode
+from kdlab.bench_distill import bench_distill
 
 
 def test_plain_reference_codec_round_trips_and_is_optimal():
@@ -28,12 +29,38 @@ def test_benchmarks_measure_on_small_inputs():
 
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
     out = str(tmp_path / "b.json")
-    results = bench.main(["--repeats", "1", "--values", "5000", "--symbols", "5000", "--damaged", "2", "--json", out])
+    results = bench.main(["--repeats", "1", "--values", "5000", "--symbols", "5000", "--damaged", "2", "--json", out,
+                          "--only", "kmeans,huffman,damaged"])
+    assert set(results) == {"kmeans", "huffman", "damaged", "torch_threads"}
     assert json.loads((tmp_path / "b.json").read_text())["kmeans"]["values"] == results["kmeans"]["values"]
     assert "benchmark" in capsys.readouterr().out
 
 
-def test_main_refuses_bad_sizes(capsys):
+def test_training_benchmarks_run_on_digits_and_print_their_targets(capsys):
+    results = bench.main(["--only", "ptq,distill", "--dataset", "digits"])
+    assert set(results) == {"ptq", "distill", "torch_threads"}
+    methods = results["distill"]["methods"]
+    assert list(methods) == ["scratch", "logits", "features", "relations"]
+    assert all(0.5 < run["accuracy"] <= 1 and run["seconds"] > 0 for run in methods.values())
+    assert results["distill"]["dataset"] == "digits" and results["ptq"]["dataset"] == "digits"
+    out = capsys.readouterr().out
+    assert "linear PTQ lenet5 8-bit" in out and "<= 0.3 pt, < 30%" in out
+    assert "features lenet300 from lenet5, 4 epochs" in out and ">= 92%" in out
+
+
+def test_bench_distill_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="^methods must be a list of logits, features, relations, got 'features'"):
+        bench_distill("digits", methods="features")
+    with pytest.raises(ValueError, match="^student must be one of"):
+        bench_distill("digits", student="vgg")
+    with pytest.raises(ValueError, match="^epochs must be a non-negative integer, got -1"):
+        bench_distill("digits", epochs=-1)
+
+
+@pytest.mark.parametrize("argv, message", [(["--values", "0"], "--values must be >= 1"),
+                                           (["--only", "kmeans,speed"], "--only must list some of kmeans,"),
+                                           (["--only", ","], "--only must list some of kmeans,")])
+def test_main_refuses_bad_options(capsys, argv, message):
     with pytest.raises(SystemExit):
-        bench.main(["--values", "0"])
-    assert "--values must be >= 1" in capsys.readouterr().err
+        bench.main(argv)
+    assert message in capsys.readouterr().err

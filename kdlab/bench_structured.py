@@ -1,0 +1,80 @@
+"""Structured pruning and low-rank factorisation measured: parameters, test accuracy and CPU inference time."""
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from .data import dataset_info, load_dataset, make_loader
+from .lowrank import check_energy, low_rank, rank_for_energy
+from .models import build_model, count_parameters
+from .structured import check_amount, prune_channels
+from .timing import median_seconds
+from .train import check_epochs, check_lr, evaluate, fit, set_seed
+
+
+def _check_count(value, name):
+    """Raise ValueError unless `value` is an int >= 1; `name` is the argument's name in the message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def bench_structured(dataset="mnist5k", epochs=3, retrain_epochs=2, amounts=(0.25, 0.5, 0.75), energies=(0.9, 0.99),
+                     batch=256, repeats=20, lr=1e-3, seed=0, device="cpu"):
+    """LeNet-5 under prune_channels and LeNet-300-100 under low_rank: parameters, test accuracy, CPU time.
+
+    Each network is trained `epochs` on `dataset`; each pruned / factorised copy is evaluated as it is and
+    after `retrain_epochs` more. For low_rank, `ranks` are the ranks `energy` picks per layer and `unfactorised`
+    the layers left whole because that rank would not save weights. The inference time is the median of `repeats`
+    forward passes of `batch` test images on the CPU under torch.inference_mode, timed round-robin with the
+    original network (kdlab.timing.median_seconds).
+    """
+    check_epochs(epochs)
+    check_epochs(retrain_epochs, "retrain_epochs")
+    for amount in amounts:
+        check_amount(amount)
+    for energy in energies:
+        check_energy(energy)
+    _check_count(batch, "batch")
+    _check_count(repeats, "repeats")
+    check_lr(lr)
+    train, test = load_dataset(dataset)
+    in_shape, num_classes = dataset_info(train)
+    train_loader, test_loader = make_loader(train, 64, shuffle=True, seed=seed), make_loader(test, 256)
+    images = torch.stack([test[i][0] for i in range(min(batch, len(test)))])
+
+    def trained(name):
+        set_seed(seed)
+        model = build_model(name, num_classes, in_shape)
+        fit(model, train_loader, epochs, lr=lr, device=device, desc=name)
+        return model
+
+    def measure(model, original):
+        accuracy = evaluate(model, test_loader, device)
+        model.cpu().eval()
+        original.cpu().eval()
+        with torch.inference_mode():
+            seconds = median_seconds({"original": lambda: original(images), "new": lambda: model(images)}, repeats)
+        fit(model, train_loader, retrain_epochs, lr=lr, device=device, desc="retrain")
+        return {"parameters": count_parameters(model), "accuracy": accuracy,
+                "retrained_accuracy": evaluate(model, test_loader, device), "seconds": seconds["new"],
+                "original_seconds": seconds["original"], "speedup": seconds["original"] / seconds["new"]}
+
+    def factorised(energy):
+        model = low_rank(lenet300, energy=energy)
+        ranks = {name: rank_for_energy(torch.linalg.svdvals(layer.weight.detach().double()), energy)
+                 for name, layer in lenet300.named_modules() if isinstance(layer, nn.Linear)}
+        kept = [name for name in ranks if isinstance(model.get_submodule(name), nn.Linear)]
+        return {"energy": energy, "ranks": ranks, "unfactorised": kept, **measure(model, lenet300)}
+
+    lenet5 = trained("lenet5")
+    lenet300 = trained("lenet300")
+    return {
+        "dataset": dataset, "batch": len(images), "torch_threads": torch.get_num_threads(),
+        "lenet5": {"parameters": count_parameters(lenet5), "accuracy": evaluate(lenet5, test_loader, device)},
+        "prune_channels": [{"amount": amount, **measure(prune_channels(lenet5, amount), lenet5)}
+                           for amount in amounts],
+        "lenet300": {"parameters": count_parameters(lenet300), "accuracy": evaluate(lenet300, test_loader, device)},
+        "low_rank": [factorised(energy) for energy in energies],
+    }
