@@ -188,14 +188,13 @@ def _training_rows(results):
                          ">= 92%" if method in ("features", "relations") else "measured"))
     if "structured" in results:
         st = results["structured"]
-        for run in st["prune_channels"]:
-            rows.append((f"prune_channels lenet5 {run['amount']:.0%}", f"{run['parameters']:,} params, "
-                         f"{100 * run['retrained_accuracy']:.1f}%", f"{st['lenet5']['parameters']:,}, "
-                         f"{100 * st['lenet5']['accuracy']:.1f}%", f"{run['speedup']:.1f}x faster", "measured"))
-        for run in st["low_rank"]:
-            rows.append((f"low_rank lenet300 energy {run['energy']}", f"{run['parameters']:,} params, "
-                         f"{100 * run['retrained_accuracy']:.1f}%", f"{st['lenet300']['parameters']:,}, "
-                         f"{100 * st['lenet300']['accuracy']:.1f}%", f"{run['speedup']:.1f}x faster", "measured"))
+        runs = [("prune_channels", "lenet5", f"{run['amount']:.0%}", run) for run in st["prune_channels"]]
+        runs += [("low_rank", "lenet300", f"energy {run['energy']}", run) for run in st["low_rank"]]
+        for method, network, setting, run in runs:
+            original = st[network]
+            rows.append((f"{method} {network} {setting}", f"{run['parameters']:,} params, "
+                         f"{100 * run['retrained_accuracy']:.1f}%", f"{original['parameters']:,}, "
+                         f"{100 * original['retrained_accuracy']:.1f}%", f"{run['speedup']:.1f}x faster", "measured"))
     return rows
 
 

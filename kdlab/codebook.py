@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
 from .bitpack import pack_indices, unpack_indices
+from .decoded import DecodedLayer, make_float_layer
 from .kmeans import kmeans_1d
-from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer, check_per_channel,
-                     make_float_layer)
+from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer,
+                     check_per_channel)
 from .prune import PRUNABLE, clone_model, current_weight, prunable_layers, remove_masks
 from .qat import input_ranges
 from .train import cross_entropy, fit, make_optimizer
@@ -134,25 +134,17 @@ def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", moment
             p.requires_grad_(True)
 
 
-class QuantizedLayer(nn.Module):
+class QuantizedLayer(DecodedLayer):
     """A Linear or Conv2d whose weight is stored as bit-packed codebook indices (uint8 bytes) and a codebook."""
 
     def __init__(self, layer, bits, init="linear", seed=0):
-        super().__init__()
-        if not isinstance(layer, PRUNABLE):
-            raise ValueError(f"layer must be an nn.Linear or nn.Conv2d, got {type(layer).__name__}")
+        super().__init__(layer)
         check_bits(bits, "bits", MAX_QUANTIZE_BITS)
         weight = layer.weight.detach()
-        if getattr(layer, "padding_mode", "zeros") != "zeros":
-            raise ValueError(f"layer must pad with zeros to be quantized, got padding_mode={layer.padding_mode!r}")
-        self.bits, self.shape = bits, tuple(weight.shape)
-        self.kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
-        self.options = ({} if isinstance(layer, nn.Linear) else
-                        {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")})
+        self.bits = bits
         codebook, index = _quantize(weight.reshape(-1), 1 << bits, init, seed)
         self.register_buffer("codebook", codebook)
         self.register_buffer("packed", pack_indices(index, bits))
-        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
 
     def index(self):
         """The codebook index of every weight, flattened (int64)."""
@@ -161,16 +153,6 @@ class QuantizedLayer(nn.Module):
     def decoded_weight(self):
         """The float weight tensor: codebook[index]."""
         return self.codebook[self.index()].reshape(self.shape)
-
-    def forward(self, x):
-        """The layer's output with the decoded weight."""
-        if self.kind == "Linear":
-            return F.linear(x, self.decoded_weight(), self.bias)
-        return F.conv2d(x, self.decoded_weight(), self.bias, **self.options)
-
-    def to_float(self):
-        """The equivalent ordinary nn.Linear or nn.Conv2d."""
-        return make_float_layer(self.kind, self.shape, self.options, self.decoded_weight(), self.bias)
 
     def extra_repr(self):
         return f"{self.kind}, shape={self.shape}, bits={self.bits}"

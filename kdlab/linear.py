@@ -6,10 +6,11 @@ integer q with a scale S and a zero point Z, and back:
     q = clip(round(r / S) + Z, q_min, q_max),        r ≈ S (q - Z)
 
 Weights of 2..8 bits are stored as signed integers, bit-packed (a byte each at 8 bits), with float scales:
-symmetric per output channel (S_c = max|W_c| / (2^(b-1) - 1), Z = 0) or affine per tensor (over [min W, max W]). A layer's input
-(activation) is quantized to uint8 over a range calibrated on sample inputs: post-training quantization (PTQ).
-Here the integer arithmetic is simulated: the forward pass decodes the weights and fake-quantizes the input,
-so the outputs are those of the integer model while the stored state_dict really holds the packed integers.
+symmetric per output channel (S_c = max|W_c| / (2^(b-1) - 1), Z = 0) or affine per tensor (over [min W, max W]).
+A layer's input (activation) is quantized to uint8 over a range calibrated on sample inputs: post-training
+quantization (PTQ). Here the integer arithmetic is simulated: the forward pass decodes the weights and
+fake-quantizes the input, so the outputs are those of the integer model while the stored state_dict really holds
+the packed integers.
 
 Log quantization (seed 001 §4.3.2) keeps only the sign and a power-of-two exponent of each weight:
 
@@ -21,13 +22,12 @@ import math
 import numbers
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .bitpack import pack_indices, unpack_indices
 from .data import make_loader
-from .prune import PRUNABLE, current_weight, prunable_layers
+from .decoded import DecodedLayer
+from .prune import current_weight, prunable_layers
 
 SCHEMES = ("linear", "log")
 MIN_BITS, MAX_BITS = 2, 8  # weights of 2..8 bits, stored in int8 tensors
@@ -204,22 +204,6 @@ def calibrate(model, calibration_data, observer="minmax"):
     return {name: (_percentile(v, 100 - percentile), _percentile(v, percentile)) for name, v in ordered.items()}
 
 
-def make_float_layer(kind, shape, options, weight, bias):
-    """A new nn.Linear or nn.Conv2d (`kind`) with weight `shape`, conv `options`, and copies of weight and bias."""
-    out_features, in_features, *kernel = shape
-    if kind == "Linear":
-        layer = nn.Linear(in_features, out_features, bias=bias is not None)
-    else:
-        layer = nn.Conv2d(in_features * options["groups"], out_features, tuple(kernel), bias=bias is not None,
-                          **options)
-    layer.to(device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer
-
-
 def _check_range(input_range):
     """`input_range` as a (low, high) pair of floats, checked to be finite with low <= high."""
     pair = tuple(input_range) if isinstance(input_range, (tuple, list)) else ()
@@ -230,7 +214,7 @@ def _check_range(input_range):
     return float(pair[0]), float(pair[1])
 
 
-class LinearQuantizedLayer(nn.Module):
+class LinearQuantizedLayer(DecodedLayer):
     """A Linear or Conv2d whose weight is stored as `bits`-bit integers (affine or log codes) with float scales.
 
     The integers q (in -2^(b-1)..2^(b-1) - 1) are kept as q + 2^(b-1), bit-packed into the uint8 buffer
@@ -242,20 +226,13 @@ class LinearQuantizedLayer(nn.Module):
     """
 
     def __init__(self, layer, bits=8, scheme="linear", per_channel=True, input_range=None):
-        super().__init__()
-        if not isinstance(layer, PRUNABLE):
-            raise ValueError(f"layer must be an nn.Linear or nn.Conv2d, got {type(layer).__name__}")
-        if getattr(layer, "padding_mode", "zeros") != "zeros":
-            raise ValueError(f"layer must pad with zeros to be quantized, got padding_mode={layer.padding_mode!r}")
+        super().__init__(layer)
         check_bits(bits, "bits", MAX_BITS, MIN_BITS)
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(map(repr, SCHEMES))}, got {scheme!r}")
         check_per_channel(per_channel)
         weight = current_weight(layer)
-        self.bits, self.scheme, self.per_channel, self.shape = bits, scheme, per_channel, tuple(weight.shape)
-        self.kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
-        self.options = ({} if isinstance(layer, nn.Linear) else
-                        {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")})
+        self.bits, self.scheme, self.per_channel = bits, scheme, per_channel
         if scheme == "linear":
             scale, zero_point, qmin, qmax = weight_qparams(weight, bits, per_channel)
             codes = quantize_affine(weight, scale, zero_point, qmin, qmax)
@@ -270,7 +247,6 @@ class LinearQuantizedLayer(nn.Module):
         if input_range is not None:
             scale, zero_point = activation_qparams(*_check_range(input_range))
             self.input_scale, self.input_zero_point = scale.to(weight.device), zero_point.to(weight.device)
-        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
 
     @property
     def weight_q(self):
@@ -288,13 +264,7 @@ class LinearQuantizedLayer(nn.Module):
         """The layer's output with the decoded weight, from the uint8-simulated input when a range was given."""
         if self.input_scale is not None:
             x = fake_quantize_activation(x, self.input_scale, self.input_zero_point)
-        if self.kind == "Linear":
-            return F.linear(x, self.decoded_weight(), self.bias)
-        return F.conv2d(x, self.decoded_weight(), self.bias, **self.options)
-
-    def to_float(self):
-        """The equivalent ordinary nn.Linear or nn.Conv2d (its input is no longer quantized)."""
-        return make_float_layer(self.kind, self.shape, self.options, self.decoded_weight(), self.bias)
+        return super().forward(x)
 
     def extra_repr(self):
         return (f"{self.kind}, shape={self.shape}, bits={self.bits}, scheme={self.scheme!r}, "

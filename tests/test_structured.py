@@ -231,6 +231,7 @@ def test_bench_structured_measures_on_digits():
                                repeats=1)
     row, original = results["prune_channels"][0], results["lenet5"]
     assert row["parameters"] < original["parameters"] and 0 <= row["accuracy"] <= 1 and row["speedup"] > 0
+    assert original["retrained_accuracy"] == original["accuracy"] and row["retrained_accuracy"] == row["accuracy"]
     factorised = results["low_rank"][0]
     assert factorised["parameters"] < results["lenet300"]["parameters"] and set(factorised["ranks"]) == {"1", "3", "5"}
     with pytest.raises(ValueError, match=r"^repeats must be an int >= 1, got 0"):
