@@ -2,15 +2,13 @@ import io
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
 import kdlab
-from kdlab.codebook import (QuantizedLayer, dequantize_model, finetune_codebook, pack_indices, quantize_model,
-                            share_weights, shared_layers, unpack_indices)
+from kdlab.codebook import (QuantizedLayer, dequantize_model, finetune_codebook, quantize_model, share_weights,
+                            shared_layers)
 
 
 def _pruned(name="lenet300", sensitivity=1.0, seed=0):
@@ -134,15 +132,6 @@ def test_finetune_codebook_moves_only_the_codebooks(digits):
 def test_finetune_codebook_needs_shared_weights(digits):
     with pytest.raises(ValueError, match="call share_weights"):
         finetune_codebook(kdlab.build_model("mlp30", in_shape=(1, 8, 8)), kdlab.make_loader(digits[0]), 1)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 16), st.integers(0, 300), st.integers(0, 2**32 - 1))
-def test_pack_indices_round_trip(bits, count, seed):
-    index = torch.randint(0, 2**bits, (count,), generator=torch.Generator().manual_seed(seed))
-    packed = pack_indices(index, bits)
-    assert packed.dtype == torch.uint8 and packed.numel() == -(-count * bits // 8)
-    assert torch.equal(unpack_indices(packed, bits, count), index)
 
 
 @pytest.mark.parametrize("name", ["lenet300", "lenet5"])
