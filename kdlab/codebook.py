@@ -26,7 +26,7 @@ from .kmeans import kmeans_1d
 from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer,
                      check_per_channel)
 from .prune import PRUNABLE, clone_model, current_weight, prunable_layers, remove_masks
-from .qat import input_ranges
+from .qat import input_ranges, qat_settings
 from .train import cross_entropy, fit, make_optimizer
 
 MAX_SHARE_BITS = 15  # a .kdz layer adds one codebook entry for zero to at most 2**bits centroids: <= 65,536 symbols
@@ -204,6 +204,21 @@ def _replace(model, make):
     return model
 
 
+def _check_qat(model, bits, scheme, per_channel):
+    """Raise ValueError unless a QAT model is quantized as it trained: scheme "linear", its bits and per_channel."""
+    trained = qat_settings(model)
+    if not trained:
+        return
+    if scheme != "linear":
+        raise ValueError(f"scheme must be 'linear' for a model prepared for QAT, got {scheme!r}: quantize "
+                         f"dequantize_model(model) to drop what it learned")
+    per_layer = _bits_per_layer(model, bits, MAX_BITS, MIN_BITS)
+    for name, (trained_bits, trained_per_channel) in trained.items():
+        if name in per_layer and (per_layer[name], per_channel) != (trained_bits, trained_per_channel):
+            raise ValueError(f"bits and per_channel must be those layer {name!r} trained with in QAT "
+                             f"({trained_bits}, {trained_per_channel}), got ({per_layer[name]}, {per_channel})")
+
+
 def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_channel=True, calibration_data=None,
                    observer="minmax"):
     """A copy of `model` with every Linear/Conv2d stored as `bits`-bit integers: codebook indices, affine or log codes.
@@ -219,12 +234,15 @@ def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_ch
     channel (`per_channel`) or per tensor, or signed powers of two (seed 001 §4.3.1, §4.3.2). The inputs of the
     layers are simulated uint8 over ranges calibrated on `calibration_data` (a DataLoader, Dataset or tensor of
     inputs) by the `observer` ("minmax", "percentile" or a percentile p), or learned by a QAT model
-    (`prepare_qat`); with neither, only the weights are quantized.
+    (`prepare_qat`), which must be quantized with the "linear" scheme, bits and per_channel it trained with;
+    with neither, only the weights are quantized. At 2 bits the symmetric per-channel codes are ternary
+    ({-S_c, 0, S_c}): per_channel=False (affine, 4 levels) usually keeps more accuracy there.
     """
     if not isinstance(scheme, str) or scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(map(repr, SCHEMES))}, got {scheme!r}")
     check_per_channel(per_channel)
     check_observer(observer)
+    _check_qat(model, bits, scheme, per_channel)
     if scheme == "kmeans":
         if calibration_data is not None:
             raise ValueError("calibration_data must be None for scheme='kmeans': it calibrates the inputs of the "

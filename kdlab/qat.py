@@ -97,3 +97,10 @@ def input_ranges(model):
     found = {name: layer.input_observer.input_range() for name, layer in prunable_layers(model)
              if isinstance(getattr(layer, "input_observer", None), InputObserver)}
     return {name: pair for name, pair in found.items() if pair is not None}
+
+
+def qat_settings(model):
+    """{layer name: (bits, per_channel)} of the layers of `model` that prepare_qat fake-quantizes."""
+    return {name: (p.bits, p.per_channel) for name, layer in prunable_layers(model)
+            if parametrize.is_parametrized(layer, "weight")
+            for p in layer.parametrizations.weight if isinstance(p, FakeQuantWeight)}

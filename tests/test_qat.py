@@ -7,7 +7,7 @@ from torch.nn.utils import parametrize
 import kdlab
 from kdlab.codebook import dequantize_model, quantize_model
 from kdlab.linear import LinearQuantizedLayer, activation_qparams, weight_qparams
-from kdlab.qat import FakeQuantWeight, InputObserver, input_ranges, prepare_qat
+from kdlab.qat import FakeQuantWeight, InputObserver, input_ranges, prepare_qat, qat_settings
 
 
 def _train_loss(model, data):
@@ -138,6 +138,24 @@ def test_a_pruned_model_is_prepared_with_its_masks_folded_in():
     kdlab.prune_by_std(model, 1.0)
     qat = prepare_qat(model)
     assert (qat[1].weight[model[1].weight == 0] == 0).all()
+
+
+def test_a_qat_model_is_quantized_only_as_it_trained():
+    model = prepare_qat(kdlab.build_model("mlp30", in_shape=(1, 8, 8)), bits=4, per_channel=False)
+    assert qat_settings(model) == {"1": (4, False), "3": (4, False)}
+    for kwargs, message in [({"bits": 8, "per_channel": False}, r"^bits and per_channel must be those layer '1' "
+                                                                r"trained with in QAT \(4, False\), got \(8, False\)"),
+                            ({"bits": 4}, r"got \(4, True\)"),
+                            ({"bits": {"3": 2}, "per_channel": False}, r"layer '3' .* got \(2, False\)"),
+                            ({"bits": 4, "scheme": "log", "per_channel": False}, r"^scheme must be 'linear' for a "
+                                                                                 r"model prepared for QAT, got 'log'")]:
+        with pytest.raises(ValueError, match=message):
+            quantize_model(model, scheme=kwargs.pop("scheme", "linear"), **kwargs)
+    with pytest.raises(ValueError, match=r"^scheme must be 'linear' for a model prepared for QAT, got 'kmeans'"):
+        quantize_model(model, 4)
+    quantize_model(model, 4, scheme="linear", per_channel=False)
+    quantize_model(model, {"1": 4}, scheme="linear", per_channel=False)
+    quantize_model(dequantize_model(model), 8)
 
 
 @pytest.mark.parametrize("call, message", [
