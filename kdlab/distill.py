@@ -304,8 +304,11 @@ class DistillModel:
     def distillation_loss(self, student_logits, inputs, labels):
         """The method's loss for a batch (see the class docstring): the teachers run frozen forward passes.
 
-        For "features" and "relations" it reads the layer outputs that the hooks of `train` captured.
+        For "features" and "relations" it reads the layer outputs that the hooks of `train` captured. With alpha = 0
+        and "logits" the loss is the cross-entropy alone, so the teachers are not run.
         """
+        if self.alpha == 0 and self.method == "logits":
+            return F.cross_entropy(student_logits, labels)
         with torch.no_grad():
             teacher_logits = [teacher(inputs).float() for teacher in self.teachers]
         if len(teacher_logits) == 1:

@@ -183,3 +183,14 @@ def test_labels_with_a_dataset_are_refused(small):
     x, y, test = small
     with pytest.raises(ValueError, match="hard_labels must be None"):
         kdlab.DistillModel(test, y, teacher="mlp30", student="mlp30")
+
+
+def test_alpha_zero_trains_on_the_hard_labels_without_running_the_teacher(digits):
+    train, _ = digits
+    kd = kdlab.DistillModel(train, teacher="mlp30", student="mlp30", alpha=0.0, device="cpu")
+    calls = []
+    kd.teacher.register_forward_hook(lambda *args: calls.append(1))
+    logits, labels = torch.randn(4, 10), torch.tensor([0, 3, 9, 3])
+    assert torch.equal(kd.distillation_loss(logits, train.images[:4], labels), F.cross_entropy(logits, labels))
+    kd.train(1)
+    assert calls == [] and len(kd.history) == 1
