@@ -175,14 +175,14 @@ def _training_rows(results):
             if row["per_channel"] and row["observer"] == "minmax":
                 rows.append((f"{row['scheme']} PTQ {pq['model']} {row['bits']}-bit", f"{100 * row['accuracy']:.1f}%, "
                              f"{row['bytes']:,} B", f"{100 * pq['float_accuracy']:.1f}%, {pq['float_bytes']:,} B",
-                             f"{-row['accuracy_drop_points']:+.1f} pt, {100 * row['size_ratio']:.1f}%",
+                             f"{0.0 - row['accuracy_drop_points']:+.1f} pt, {100 * row['size_ratio']:.1f}%",
                              "<= 0.3 pt, < 30%" if row["bits"] == 8 and row["scheme"] == "linear" else "measured"))
     if "distill" in results:
         ds = results["distill"]
         scratch = ds["methods"].get("scratch", {}).get("accuracy")
         for method, run in ds["methods"].items():
             rows.append((f"{method} {ds['student']} from {ds['teacher']}, {ds['epochs']} epochs",
-                         f"{100 * run['accuracy']:.1f}% in {run['seconds']:.0f} s",
+                         f"{100 * run['accuracy']:.1f}% in {run['seconds']:.1f} s",
                          f"teacher {100 * ds['teacher_accuracy']:.1f}%",
                          f"{100 * (run['accuracy'] - scratch):+.1f} pt" if scratch is not None else "",
                          ">= 92%" if method in ("features", "relations") else "measured"))

@@ -52,13 +52,18 @@ def bench_structured(dataset="mnist5k", epochs=3, retrain_epochs=2, amounts=(0.2
         fit(model, train_loader, epochs, lr=lr, device=device, desc=name)
         return model
 
+    def retrain(model):
+        set_seed(seed)  # every retraining sees the same batches: only the networks differ
+        train_loader.generator.manual_seed(seed)
+        fit(model, train_loader, retrain_epochs, lr=lr, device=device, desc="retrain")
+
     def measure(model, original):
         accuracy = evaluate(model, test_loader, device)
         model.cpu().eval()
         original.cpu().eval()
         with torch.inference_mode():
             seconds = median_seconds({"original": lambda: original(images), "new": lambda: model(images)}, repeats)
-        fit(model, train_loader, retrain_epochs, lr=lr, device=device, desc="retrain")
+        retrain(model)
         return {"parameters": count_parameters(model), "accuracy": accuracy,
                 "retrained_accuracy": evaluate(model, test_loader, device), "seconds": seconds["new"],
                 "original_seconds": seconds["original"], "speedup": seconds["original"] / seconds["new"]}
@@ -72,7 +77,7 @@ def bench_structured(dataset="mnist5k", epochs=3, retrain_epochs=2, amounts=(0.2
 
     def original(model):
         retrained = copy.deepcopy(model)
-        fit(retrained, train_loader, retrain_epochs, lr=lr, device=device, desc="retrain")
+        retrain(retrained)
         return {"parameters": count_parameters(model), "accuracy": evaluate(model, test_loader, device),
                 "retrained_accuracy": evaluate(retrained, test_loader, device)}
 

@@ -238,3 +238,11 @@ def test_bench_structured_measures_on_digits():
         bench_structured("digits", repeats=0)
     with pytest.raises(ValueError, match=r"^amount must be in \[0, 1\), got 1"):
         bench_structured("digits", amounts=(1,))
+
+
+def test_bench_structured_retrains_every_network_on_the_same_batches():
+    results = bench_structured("digits", epochs=1, retrain_epochs=1, amounts=(0.5,), energies=(1.0,), batch=32,
+                               repeats=1)
+    unchanged = results["low_rank"][0]
+    assert unchanged["unfactorised"] == ["1", "3", "5"] and unchanged["parameters"] == results["lenet300"]["parameters"]
+    assert unchanged["retrained_accuracy"] == results["lenet300"]["retrained_accuracy"]
