@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import distributed
 from .data import DATASETS
 from .models import MODELS
 from .pipeline import run_distillation, run_pipeline, write_report
@@ -47,15 +48,29 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Run the command and print its results."""
+    """Run the command and print its results; under torchrun every process trains and rank 0 writes and prints."""
     options = vars(parse_args(argv))
+    distributed.init_distributed()
+    try:
+        report = _run(options)
+    finally:
+        distributed.shutdown()
+    return report
+
+
+def _run(options):
+    """Run the command of `options` (parsed arguments)."""
     command, out = options.pop("command"), Path(options["out"])
     if command == "distill":
         del options["out"]
         report, _, _ = run_distillation(**options, checkpoints=out / "checkpoints")
-        write_report(report, out)
+        if distributed.is_main():
+            write_report(report, out)
     else:
         report, _ = run_pipeline(**options)
+    if not distributed.is_main():
+        return report
+    if command == "pipeline":
         print((out / "report.md").read_text())
     for key in ("teacher", "student_scratch", "student_distilled"):
         print(f"{key:<18} {report[key]['accuracy']:.4f}")
@@ -63,7 +78,9 @@ def main(argv=None):
         compressed = report["compressed"]
         print(f"{'compressed':<18} {compressed['accuracy']:.4f}  {compressed['file_bytes']:,} bytes, "
               f"{compressed['ratio']:.1f}x smaller; reloaded {report['reloaded_accuracy']:.4f}")
-    print(f"report: {out / 'report.json'}  ({report['seconds']:.1f} s on {report['device']})")
+    print(f"report: {out / 'report.json'}  ({report['seconds']:.1f} s on {report['device']}, "
+          f"{report['world_size']} process{'es' if report['world_size'] > 1 else ''})")
+    return report
 
 
 if __name__ == "__main__":

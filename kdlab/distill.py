@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from . import distributed
 from .data import ArrayDataset, dataset_info, make_loader
 from .files import atomic_torch_save
 from .models import MODELS, build_model
@@ -196,6 +197,7 @@ class DistillModel:
             raise ValueError("teacher must be an nn.Module, a build_model name, None or a non-empty list of them, "
                              "got an empty list")
         data = _as_dataset(source_data, hard_labels)
+        distributed.init_distributed()  # under torchrun: join the group before choosing this process's GPU
         set_seed(seed)
         self.loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size, shuffle=True, seed=seed)
         self.in_shape, self.num_classes = dataset_info(self.loader)

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from . import distributed
 from .codebook import MAX_SHARE_BITS, check_bits, finetune_codebook, share_weights
 from .container import load_compressed, save_compressed
 from .data import DATASETS, load_dataset, make_loader
@@ -77,6 +78,8 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
         "seconds": time.perf_counter() - start,
         "device": str(kd.device),
         "seed": seed,
+        "world_size": distributed.world_size(),
+        "batch_size": {"per_process": batch_size, "per_step": batch_size * distributed.world_size()},
     }
     return report, kd, stages
 
@@ -104,6 +107,19 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     out = Path(out)
     report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,
                                           lr, batch_size, device, seed, root, out / "checkpoints", resume)
+    with distributed.output_folder(out) as folder:
+        report, reloaded, table = _compress(report, kd, stages, folder, sensitivities, retrain_epochs, lr, conv_bits,
+                                            fc_bits, finetune_epochs, finetune_lr)
+    report["epochs"].update(retrain=retrain_epochs, finetune=finetune_epochs)
+    report["seconds"] = time.perf_counter() - start
+    if distributed.is_main():
+        write_report(report, out, str(table))
+    return report, reloaded
+
+
+def _compress(report, kd, stages, out, sensitivities, retrain_epochs, lr, conv_bits, fc_bits, finetune_epochs,
+              finetune_lr):
+    """The compression stages of run_pipeline, writing into the folder `out`; return (report, reloaded, table)."""
     model, path = kd.student, out / "student.kdz"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -131,10 +147,7 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
         "layers": table.rows,
     }
     report["reloaded_accuracy"] = reloaded_acc
-    report["epochs"].update(retrain=retrain_epochs, finetune=finetune_epochs)
-    report["seconds"] = time.perf_counter() - start
-    write_report(report, out, str(table))
-    return report, reloaded
+    return report, reloaded, table
 
 
 def _checkpoints(folder, resume, names):
@@ -142,10 +155,12 @@ def _checkpoints(folder, resume, names):
     if folder is None:
         return dict.fromkeys(names)
     paths = {name: Path(folder) / f"{name}.pt" for name in names}
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for path in paths.values():
-            path.unlink(missing_ok=True)
+    if distributed.is_main():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        if not resume:
+            for path in paths.values():
+                path.unlink(missing_ok=True)
+    distributed.barrier()  # no process looks for a checkpoint before rank 0 has removed the old ones
     return paths
 
 

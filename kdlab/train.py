@@ -9,15 +9,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 
 OPTIMIZERS = ("adam", "sgd")
 
 
 def get_device(device="auto"):
-    """Return a torch.device: "auto" picks cuda, then mps, then cpu."""
+    """Return a torch.device: "auto" picks cuda (under torchrun GPU LOCAL_RANK), then mps, then cpu."""
     if isinstance(device, torch.device):
         return device
     if device != "auto":
@@ -26,7 +28,7 @@ def get_device(device="auto"):
         except (RuntimeError, TypeError) as error:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'mps' or 'cuda:N', got {device!r}") from error
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", distributed.local_rank()) if distributed.launched() else torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -93,12 +95,18 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
     With `checkpoint` (a path), the run is saved there after every epoch and resumed from it if it exists:
     `epochs` counts the whole run, and the history returned includes the resumed epochs. `frozen` is a dict
     of other modules (e.g. the teacher) to save and restore with it.
+
+    Under torchrun it joins the process group (kdlab.distributed), trains the model in DistributedDataParallel on
+    this process's share of each epoch (a DistributedSampler, `loader.batch_size` examples per process and step),
+    averages the gradients of any other parameters the optimizer holds, sums the history's figures over the
+    processes, and lets only rank 0 write the checkpoint.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_epochs(epochs)
     if len(loader) == 0:
         raise ValueError("loader is empty")
+    distributed.init_distributed()
     device = get_device(device)
     model.to(device)
     if isinstance(optimizer, str):
@@ -113,14 +121,22 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
         if done > epochs:
             raise ValueError(f"epochs must be at least the {done} epochs checkpoint {checkpoint} already holds, "
                              f"got {epochs}")
-    bar = tqdm(total=(epochs - done) * len(loader), desc=desc, leave=False)
+    net, others = model, []
+    if distributed.active():
+        loader, net = distributed.shard(loader), distributed.wrap(model, device)
+        own = {id(p) for p in model.parameters()}
+        others = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
+    quiet = {} if distributed.is_main() else {"disable": True}  # one progress bar, rank 0's; TQDM_DISABLE still works
+    bar = tqdm(total=(epochs - done) * len(loader), desc=desc, leave=False, **quiet)
     for epoch in range(done + 1, epochs + 1):
         model.train()
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
         total_loss, correct, seen = 0.0, 0, 0
         for batch, (inputs, labels) in enumerate(loader, 1):
             inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(inputs)
+                logits = net(inputs)
                 loss = loss_fn(logits, inputs, labels)
             value = loss.item()
             if not np.isfinite(value):
@@ -132,6 +148,7 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            distributed.average_gradients(others)
             scaler.step(optimizer)
             scaler.update()
             total_loss += value * len(labels)
@@ -139,9 +156,12 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
             seen += len(labels)
             bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", refresh=False)
             bar.update()
+        total_loss, correct, seen = distributed.all_reduce_sum([total_loss, correct, seen], device)
         history.append({"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen})
         if checkpoint is not None:
-            save_checkpoint(checkpoint, modules, optimizer, scaler, generator, epoch, history)
+            if distributed.is_main():
+                save_checkpoint(checkpoint, modules, optimizer, scaler, generator, epoch, history)
+            distributed.barrier()
     bar.close()
     return history
 
