@@ -123,7 +123,9 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
                              f"got {epochs}")
     net, others = model, []
     if distributed.active():
-        loader, net = distributed.shard(loader), distributed.wrap(model, device)
+        if not isinstance(loader.sampler, DistributedSampler):  # a loader sharded by the caller stays as it is
+            loader = distributed.shard(loader)
+        net = distributed.wrap(model, device)
         own = {id(p) for p in model.parameters()}
         others = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
     quiet = {} if distributed.is_main() else {"disable": True}  # one progress bar, rank 0's; TQDM_DISABLE still works

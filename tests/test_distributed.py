@@ -39,12 +39,16 @@ def _worker(rank, world, port, folder):
                       WORLD_SIZE=str(world), TQDM_DISABLE="1")
     torch.set_num_threads(1)
     model, history = _single_fit(64)
+    kdlab.set_seed(0)
+    presharded = kdlab.build_model("mlp30", in_shape=(1, 8, 8))
+    kdlab.fit(presharded, distributed.shard(kdlab.make_loader(_data(), 64)), 2, optimizer="sgd", lr=0.1, device="cpu")
     train, _ = kdlab.load_dataset("digits")
     kd = kdlab.DistillModel(train, teacher="mlp30", student="mlp30", method="features", device="cpu")
     kd.train(1, checkpoint=os.path.join(folder, "features.pt"))
-    torch.save({"model": model.state_dict(), "history": history, "regressors": kd.regressors.state_dict(),
-                "student": kd.student.state_dict(), "world_size": distributed.world_size(),
-                "main": distributed.is_main()}, os.path.join(folder, f"rank{rank}.pt"))
+    torch.save({"model": model.state_dict(), "history": history, "presharded": presharded.state_dict(),
+                "regressors": kd.regressors.state_dict(), "student": kd.student.state_dict(),
+                "world_size": distributed.world_size(), "main": distributed.is_main()},
+               os.path.join(folder, f"rank{rank}.pt"))
     distributed.shutdown()
 
 
@@ -61,6 +65,7 @@ def test_two_processes_of_64_train_as_one_process_of_128(two_ranks):
     single, history = _single_fit(128)
     for name, value in single.state_dict().items():
         assert torch.equal(rank0["model"][name], rank1["model"][name])
+        assert torch.equal(rank0["presharded"][name], rank0["model"][name])  # a sharded loader is not sharded again
         assert torch.allclose(rank0["model"][name], value, atol=1e-5)
     for row, both, other in zip(history, rank0["history"], rank1["history"]):
         assert both == other and both["epoch"] == row["epoch"]
