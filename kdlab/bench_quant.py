@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import io
 import itertools
-import numbers
 
 import torch
 from torch.utils.data import Subset
 
+from .checks import is_int
 from .codebook import quantize_model
 from .data import dataset_info, load_dataset, make_loader
 from .models import build_model
@@ -31,7 +31,7 @@ def bench_ptq(dataset="mnist5k", model="lenet5", epochs=5, bits=(8, 4, 2), schem
     test accuracy, its drop from the float model's in points, the torch.save'd state_dict bytes and their fraction
     of the float model's. The inputs are calibrated on the first `calibration_size` training images.
     """
-    if isinstance(calibration_size, bool) or not isinstance(calibration_size, numbers.Integral) or calibration_size < 1:
+    if not is_int(calibration_size) or calibration_size < 1:
         raise ValueError(f"calibration_size must be an int >= 1, got {calibration_size!r}")
     set_seed(seed)
     train, test = load_dataset(dataset)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import copy
-import numbers
 
 import torch
 from torch import nn
 
+from .checks import is_int
 from .data import dataset_info, load_dataset, make_loader
 from .lowrank import check_energy, low_rank, rank_for_energy
 from .models import build_model, count_parameters
@@ -17,7 +17,7 @@ from .train import check_epochs, check_lr, evaluate, fit, set_seed
 
 def _check_count(value, name):
     """Raise ValueError unless `value` is an int >= 1; `name` is the argument's name in the message."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .bitpack import pack_indices, unpack_indices
+from .checks import check_module
 from .decoded import DecodedLayer, make_float_layer
 from .kmeans import kmeans_1d
 from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer,
@@ -73,8 +74,7 @@ def _bits_per_layer(model, bits, top, low=1):
 
 def shared_layers(model):
     """The (name, module, SharedWeight) triples of the layers of `model` whose weight is codebook-shared."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     found = []
     for name, module in model.named_modules():
         if parametrize.is_parametrized(module, "weight"):

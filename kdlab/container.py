@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_module
 from .codebook import QuantizedLayer, dequantize_model, shared_layers
 from .errors import CompressedFormatError
 from .files import atomic_write
@@ -101,8 +102,7 @@ def save_compressed(model, path, position_bits=None):
     tensors. `position_bits` overrides the relative-index field widths, {"conv": 8, "fc": 5} by default.
     Models made by `build_model` record their architecture, so `load_compressed(path)` can rebuild them.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     widths = dict(DEFAULT_BITS, **(position_bits if isinstance(position_bits, dict) else {}))

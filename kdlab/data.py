@@ -1,11 +1,11 @@
 """Data sets: real MNIST digits bundled offline (mnist5k), scikit-learn's digits, torchvision sets."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from .checks import is_int
 
 OFFLINE_DATASETS = ("mnist5k", "digits")
 ONLINE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -35,7 +35,7 @@ class ArrayDataset(Dataset):
         top = int(labels.max()) if len(labels) else 0
         if num_classes is None:
             num_classes = top + 1
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes <= top:
+        if not is_int(num_classes) or num_classes <= top:
             raise ValueError(f"num_classes must be an int > the largest label ({top}), got {num_classes!r}")
         self.images, self.targets = images, labels
         self.num_classes = int(num_classes)
@@ -128,9 +128,9 @@ def dataset_info(dataset):
 
 def make_loader(dataset, batch_size=64, shuffle=False, seed=0):
     """A DataLoader over `dataset`; shuffling follows `seed` so runs repeat."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)

@@ -12,10 +12,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed
+from .checks import is_number
 from .data import ArrayDataset, dataset_info, make_loader
 from .files import atomic_torch_save
 from .models import MODELS, build_model
-from .train import _is_number, evaluate, fit, get_device, make_optimizer, predict, set_seed
+from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
 from .variants import (HINT_LOSSES, average_soft_targets, hint_loss, hint_regressor, multi_teacher_loss,
                        rkd_angle_loss, rkd_distance_loss)
 
@@ -90,7 +91,7 @@ def _check_variant(method, beta, hint_loss, layers, rkd_weights):
     """Raise ValueError naming the first of DistillModel's variant arguments that is not allowed."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if not _is_number(beta) or not 0 <= beta < math.inf:
+    if not is_number(beta) or not 0 <= beta < math.inf:
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     if hint_loss not in HINT_LOSSES:
         raise ValueError(f"hint_loss must be one of {', '.join(HINT_LOSSES)}, got {hint_loss!r}")
@@ -99,7 +100,7 @@ def _check_variant(method, beta, hint_loss, layers, rkd_weights):
         raise ValueError(f"layers must be None or a pair (teacher_layer, student_layer) of module names, "
                          f"got {layers!r}")
     if not (isinstance(rkd_weights, (list, tuple)) and len(rkd_weights) == 2
-            and all(_is_number(w) and 0 <= w < math.inf for w in rkd_weights)):
+            and all(is_number(w) and 0 <= w < math.inf for w in rkd_weights)):
         raise ValueError(f"rkd_weights must be a pair (distance, angle) of finite numbers >= 0, got {rkd_weights!r}")
 
 

@@ -23,6 +23,7 @@ import zlib
 
 import numpy as np
 
+from .checks import is_int
 from .errors import CompressedFormatError
 
 ALPHABET = 1 << 16
@@ -46,7 +47,7 @@ def huffman_code_lengths(counts, max_length=MAX_LENGTH):
         raise ValueError(f"counts must be >= 0, got {counts.min()}")
     present = np.flatnonzero(counts)
     needed = max(1, (len(present) - 1).bit_length())
-    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < needed:
+    if not is_int(max_length) or max_length < needed:
         raise ValueError(f"max_length must be an integer >= {needed}, enough for the {len(present)} present "
                          f"symbols, got {max_length}")
     lengths = np.zeros(len(counts), np.uint8)

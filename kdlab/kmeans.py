@@ -13,16 +13,16 @@ are exactly Lloyd's (a weight at a midpoint goes to the lower centroid, as sciki
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
+
+from .checks import is_int
 
 INITS = ("linear", "density", "random")
 
 
 def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+    if not is_int(k) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
 
 
@@ -32,7 +32,7 @@ def _check_init(init):
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
@@ -181,7 +181,7 @@ def kmeans_1d(values, k, init="linear", max_iter=100, tol=1e-6, seed=0):
     _check_k(k)
     _check_init(init)
     _check_seed(seed)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+    if not is_int(max_iter) or max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")

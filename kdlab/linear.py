@@ -19,12 +19,12 @@ Log quantization (seed 001 §4.3.2) keeps only the sign and a power-of-two expon
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .bitpack import pack_indices, unpack_indices
+from .checks import is_int, is_number
 from .data import make_loader
 from .decoded import DecodedLayer
 from .prune import current_weight, prunable_layers
@@ -38,7 +38,7 @@ CALIBRATION_BATCH = 256
 
 def check_bits(value, name, top, low=1):
     """`value` as an int, checked to be in low..top; ValueError naming it `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= top:
+    if not is_int(value) or not low <= value <= top:
         raise ValueError(f"{name} must be an int in {low}..{top}, got {value!r}")
     return int(value)
 
@@ -53,7 +53,7 @@ def check_observer(observer):
     """The percentile an observer keeps: None for "minmax", 99.99 for "percentile", or the number p in [50, 100]."""
     if isinstance(observer, str) and observer in ("minmax", "percentile"):
         return None if observer == "minmax" else PERCENTILE
-    if isinstance(observer, numbers.Real) and not isinstance(observer, bool) and 50 <= observer <= 100:
+    if is_number(observer) and 50 <= observer <= 100:
         return float(observer)
     raise ValueError(f"observer must be 'minmax', 'percentile' or a percentile in [50, 100], got {observer!r}")
 
@@ -207,7 +207,7 @@ def calibrate(model, calibration_data, observer="minmax"):
 def _check_range(input_range):
     """`input_range` as a (low, high) pair of floats, checked to be finite with low <= high."""
     pair = tuple(input_range) if isinstance(input_range, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    if len(pair) != 2 or not all(is_number(v) and math.isfinite(v)
                                  for v in pair) or pair[0] > pair[1]:
         raise ValueError(f"input_range must be None or a (low, high) pair of finite numbers, low <= high, "
                          f"got {input_range!r}")

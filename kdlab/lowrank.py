@@ -8,23 +8,22 @@ r·(in + out) weights instead of in·out: Σ_r goes wholly into the first factor
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 
+from .checks import check_module, is_int, is_number
 from .prune import clone_model, current_weight
 
 
 def check_energy(energy):
     """Raise ValueError unless `energy`, the fraction of Σσ² to keep, is a number in (0, 1]."""
-    if isinstance(energy, bool) or not isinstance(energy, numbers.Real) or not 0 < energy <= 1:
+    if not is_number(energy) or not 0 < energy <= 1:
         raise ValueError(f"energy must be in (0, 1], got {energy!r}")
 
 
 def check_rank(rank):
     """Raise ValueError unless `rank` is an int >= 1."""
-    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+    if not is_int(rank) or rank < 1:
         raise ValueError(f"rank must be an int >= 1, got {rank!r}")
 
 
@@ -61,8 +60,7 @@ def factorize_linear(layer, rank):
 
 def _linear_layers(model, layers):
     """The (name, module) pairs of the nn.Linear layers of `model`, or of those named in `layers`."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if layers is None:
         return found

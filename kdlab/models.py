@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
+
+from .checks import check_module, is_int
 
 MLP_HIDDEN = {"lenet300": (300, 100), "mlp100": (100,), "mlp30": (30,)}
 MODELS = ("lenet300", "lenet5", "mlp100", "mlp30", "resnet18", "resnet10")
@@ -59,8 +60,7 @@ def build_model(name, num_classes=10, in_shape=(1, 28, 28)):
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     shape = () if isinstance(in_shape, str) or not hasattr(in_shape, "__iter__") else tuple(in_shape)
-    if len(shape) != 3 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
-                                  for n in shape):
+    if len(shape) != 3 or not all(is_int(n) and n >= 1 for n in shape):
         raise ValueError(f"in_shape must be (channels, height, width) of positive ints, got {in_shape!r}")
     in_shape = shape
     if name in MLP_HIDDEN:
@@ -77,6 +77,5 @@ def build_model(name, num_classes=10, in_shape=(1, 28, 28)):
 
 def count_parameters(model):
     """Number of parameters of `model`."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     return sum(p.numel() for p in model.parameters())

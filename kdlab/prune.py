@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import copy
-import numbers
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .checks import check_module, is_number
 from .train import check_epochs, check_lr, cross_entropy, fit
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -15,8 +15,7 @@ PRUNABLE = (nn.Linear, nn.Conv2d)
 
 def prunable_layers(model, layers=None):
     """The (name, module) pairs of the Linear and Conv2d layers of `model`, or of those named in `layers`."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if layers is None:
         return found
@@ -43,7 +42,7 @@ def current_weight(module):
 
 def _is_sensitivity(value):
     """True if `value` is a number >= 0 (NaN is not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0
+    return is_number(value) and value >= 0
 
 
 def check_sensitivities(sensitivities):
@@ -76,7 +75,7 @@ def prune_by_std(model, sensitivity, layers=None):
 
 def prune_by_fraction(model, amount, layers=None):
     """Prune the `amount` fraction (0..1) of smallest-magnitude weights in each layer (L1 unstructured)."""
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not 0 <= amount <= 1:
+    if not is_number(amount) or not 0 <= amount <= 1:
         raise ValueError(f"amount must be in [0, 1], got {amount!r}")
     for _, module in prunable_layers(model, layers):
         prune.l1_unstructured(module, "weight", amount=float(amount))
@@ -132,8 +131,7 @@ def clone_model(model):
     copy.deepcopy refuses the pruned `weight` tensors (computed from weight_orig * weight_mask, so not
     graph leaves); they are left out of the copy and recomputed from the copied weight_orig and mask.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     hooks = [(module, hook) for module in model.modules() for hook in module._forward_pre_hooks.values()
              if isinstance(hook, prune.BasePruningMethod)]
     copied = copy.deepcopy(model, {id(getattr(module, hook._tensor_name)): None for module, hook in hooks})

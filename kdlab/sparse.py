@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import is_int
 from .errors import CompressedFormatError
 
 DEFAULT_BITS = {"conv": 8, "fc": 5}
@@ -49,7 +50,7 @@ def decode_positions(fields, size, bits=5):
     fields = np.asarray(fields)
     if fields.ndim != 1 or (fields.size and fields.dtype.kind not in "iu"):
         raise ValueError(f"fields must be a 1-D array of integers, got shape {fields.shape} and dtype {fields.dtype}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+    if not is_int(size) or size < 0:
         raise ValueError(f"size must be an integer >= 0, got {size!r}")
     if fields.size and not 0 <= fields.min() <= fields.max() < span:
         raise CompressedFormatError(f"position fields must be in 0..{span - 1} for bits={bits}, "
@@ -66,6 +67,6 @@ def decode_positions(fields, size, bits=5):
 
 def _checked_bits(bits):
     """`bits`, checked to be an int in 1..16."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
+    if not is_int(bits) or not 1 <= bits <= 16:
         raise ValueError(f"bits must be an int in 1..16, got {bits!r}")
     return int(bits)

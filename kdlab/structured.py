@@ -10,12 +10,12 @@ its count, round(amount × filters), but here the layers are rebuilt smaller ins
 from __future__ import annotations
 
 import copy
-import numbers
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from .checks import is_number
 from .prune import PRUNABLE, clone_model, current_weight, remove_masks
 
 PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout,
@@ -26,7 +26,7 @@ SUPPORTED = ("an nn.Sequential whose Linear and Conv2d layers are its own childr
 
 def check_amount(amount):
     """Raise ValueError unless `amount`, the fraction of filters to remove, is a number in [0, 1)."""
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not 0 <= amount < 1:
+    if not is_number(amount) or not 0 <= amount < 1:
         raise ValueError(f"amount must be in [0, 1), got {amount!r}")
 
 

@@ -1,19 +1,18 @@
 """The one training loop: device choice, seeding, mixed precision, fit and evaluate."""
 from __future__ import annotations
 
-import numbers
 import os
 import random
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
+from .checks import check_module, is_int, is_number
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -50,20 +49,15 @@ def amp_dtype(device):
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
-def _is_number(value):
-    """True for an int or float (numpy's too), False for bools, strings and the rest."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def check_epochs(epochs, name="epochs"):
     """Raise ValueError unless `epochs` is an int >= 0; `name` is the argument's name in the message."""
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+    if not is_int(epochs) or epochs < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {epochs!r}")
 
 
 def check_lr(lr, name="lr"):
     """Raise ValueError unless the learning rate `lr` is a number > 0; `name` is the argument's name in the message."""
-    if not _is_number(lr) or not lr > 0:
+    if not is_number(lr) or not lr > 0:
         raise ValueError(f"{name} must be > 0, got {lr!r}")
 
 
@@ -72,9 +66,9 @@ def make_optimizer(params, optimizer="adam", lr=1e-3, momentum=0.9, weight_decay
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     check_lr(lr)
-    if not _is_number(momentum) or not 0 <= momentum < 1:
+    if not is_number(momentum) or not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    if not _is_number(weight_decay) or not weight_decay >= 0:
+    if not is_number(weight_decay) or not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -101,8 +95,7 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
     averages the gradients of any other parameters the optimizer holds, sums the history's figures over the
     processes, and lets only rank 0 write the checkpoint.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     check_epochs(epochs)
     if len(loader) == 0:
         raise ValueError("loader is empty")
@@ -171,8 +164,7 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
 @torch.no_grad()
 def predict(model, loader, device="auto"):
     """Logits of `model` for every input of `loader`, concatenated on the CPU, with the labels."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     if len(loader) == 0:
         raise ValueError("loader is empty")
     device = get_device(device)
