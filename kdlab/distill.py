@@ -39,9 +39,10 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature=5.0, a
     - KL is computed from log-probabilities of the student (F.kl_div takes log-input);
     - the KL is summed over classes and divided by the batch size ("batchmean"), the true KL
       divergence per example; "mean" would also divide by the number of classes;
-    - the soft term is multiplied by T^2: its gradient scales as 1/T^2 (Hinton et al. eq. 2,
-      dC/dz_i = (q_i - p_i) / T ~ (z_i - v_i) / (N T^2)), so T^2 keeps the soft and hard
-      terms in proportion whatever the temperature.
+    - the soft term is multiplied by T^2: its gradient is exactly dC/dz_i = (q_i - p_i) / T (Hinton et al.
+      eq. 2), which at high T, for zero-mean logits, is ~ (z_i - v_i) / (N T^2) (their eqs. 3-4), so at high
+      T it scales as 1/T^2 and T^2 keeps the soft and hard terms in proportion; at low T it does not scale as
+      1/T^2, and T^2 only partly compensates.
     """
     for name, value in (("student_logits", student_logits), ("teacher_logits", teacher_logits), ("labels", labels)):
         if not isinstance(value, torch.Tensor):

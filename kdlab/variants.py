@@ -140,7 +140,7 @@ def multi_teacher_loss(student_logits, teacher_logits, labels, temperature=5.0, 
 
     p = average_soft_targets(teacher_logits, T). The KL takes p as a probability target (not log-target: the log
     of a mixture is not a mixture of logs), summed over classes and divided by the batch size ("batchmean");
-    T^2 as in distillation_loss (Hinton et al. eq. 2). With one teacher it equals distillation_loss.
+    T^2 as in distillation_loss (Hinton et al. eqs. 2-4). With one teacher it equals distillation_loss.
     """
     p = average_soft_targets(teacher_logits, temperature)
     for name, value in (("student_logits", student_logits), ("labels", labels)):
