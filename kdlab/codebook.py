@@ -114,7 +114,7 @@ def codebooks(model):
 
 def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", momentum=0.9, device="auto",
                       loss_fn=cross_entropy):
-    """Retrain only the codebooks of a shared model; indices and masks stay fixed (§3.1, eq. 3).
+    """Retrain only the codebooks of a shared model; indices and masks stay fixed (§3.3, eq. 3).
 
     The gradient of centroid k is the sum of the gradients of the weights that share it,
     dL/dC_k = sum_ij dL/dW_ij * 1(I_ij = k), which autograd gives through W = C[I] * M. The other
@@ -231,10 +231,10 @@ def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_ch
     layer is pruned; a model whose layers have at most 2**bits distinct values is stored exactly.
 
     scheme="linear" or "log" (bits 2..8): `LinearQuantizedLayer`s with int8 weights, affine r ≈ S (q - Z) per output
-    channel (`per_channel`) or per tensor, or signed powers of two (seed 001 §4.3.1, §4.3.2). The inputs of the
-    layers are simulated uint8 over ranges calibrated on `calibration_data` (a DataLoader, Dataset or tensor of
-    inputs) by the `observer` ("minmax", "percentile" or a percentile p), or learned by a QAT model
-    (`prepare_qat`), which must be quantized with the "linear" scheme, bits and per_channel it trained with;
+    channel (`per_channel`) or per tensor (Jacob et al. 2018), or signed powers of two (Miyashita et al. 2016).
+    The inputs of the layers are simulated uint8 over ranges calibrated on `calibration_data` (a DataLoader,
+    Dataset or tensor of inputs) by the `observer` ("minmax", "percentile" or a percentile p), or learned by a
+    QAT model (`prepare_qat`), which must be quantized with the "linear" scheme, bits and per_channel it trained with;
     with neither, only the weights are quantized. At 2 bits the symmetric per-channel codes are ternary
     ({-S_c, 0, S_c}): per_channel=False (affine, 4 levels) usually keeps more accuracy there.
     """

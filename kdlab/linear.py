@@ -1,7 +1,8 @@
 """Affine (linear) and log quantization of weights and activations: integer weights, calibrated activation ranges.
 
-Affine quantization (the course's model-compression survey, seed 001 §4.3.1) maps a real value r to an
-integer q with a scale S and a zero point Z, and back:
+Affine quantization (Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient
+Integer-Arithmetic-Only Inference", CVPR; their eq. 1 is r = S (q - Z)) maps a real value r to an integer q
+with a scale S and a zero point Z, and back:
 
     q = clip(round(r / S) + Z, q_min, q_max),        r ≈ S (q - Z)
 
@@ -12,7 +13,8 @@ quantization (PTQ). Here the integer arithmetic is simulated: the forward pass d
 fake-quantizes the input, so the outputs are those of the integer model while the stored state_dict really holds
 the packed integers.
 
-Log quantization (seed 001 §4.3.2) keeps only the sign and a power-of-two exponent of each weight:
+Log quantization (Miyashita, Lee & Murmann 2016, "Convolutional Neural Networks using Logarithmic Data
+Representation") keeps only the sign and a power-of-two exponent of each weight:
 
     q = sign(r) · 2^clip(round(log2 |r|), e_min, e_max)
 """
@@ -69,7 +71,7 @@ def _nonzero(scale):
 
 
 def affine_qparams(low, high, qmin, qmax):
-    """Scale and zero point mapping [low, high], widened to hold 0, onto the integers qmin..qmax (§4.3.1).
+    """Scale and zero point mapping [low, high], widened to hold 0, onto the integers qmin..qmax (Jacob et al.).
 
     S = (high - low) / (qmax - qmin),  Z = qmin - round(low / S): zero is exactly representable (as Z), so
     pruned weights and ReLU zeros stay exact. Returns float32 S and int32 Z, the dtypes PyTorch's ops take.
@@ -82,7 +84,7 @@ def affine_qparams(low, high, qmin, qmax):
 
 
 def weight_qparams(weight, bits, per_channel=True):
-    """(S, Z, q_min, q_max) of a `bits`-bit weight: symmetric per output channel, or affine per tensor (§4.3.1).
+    """(S, Z, q_min, q_max) of a `bits`-bit weight: symmetric per output channel, or affine per tensor (Jacob et al.).
 
     Per channel (dim 0): S_c = max|W_c| / (2^(b-1) - 1), Z_c = 0, q in -(2^(b-1) - 1)..2^(b-1) - 1.
     Per tensor: `affine_qparams` of [min W, max W] onto -2^(b-1)..2^(b-1) - 1.
@@ -97,7 +99,7 @@ def weight_qparams(weight, bits, per_channel=True):
 
 
 def quantize_affine(r, scale, zero_point, qmin, qmax):
-    """q = clip(round(r / S) + Z, qmin, qmax) (§4.3.1) as int8; S and Z are 0-d or one per output channel.
+    """q = clip(round(r / S) + Z, qmin, qmax) (Jacob et al.) as int8; S and Z are 0-d or one per output channel.
 
     r / S is computed as r · (1 / S) in float32 and rounded half to even, as PyTorch's quantize and fake-quantize
     kernels do, so the integers are exactly theirs. qmin..qmax must lie in -128..127.
@@ -107,12 +109,12 @@ def quantize_affine(r, scale, zero_point, qmin, qmax):
 
 
 def dequantize_affine(q, scale, zero_point):
-    """r ≈ S (q - Z) (§4.3.1) in float32; S and Z are 0-d or one per output channel."""
+    """r ≈ S (q - Z) (Jacob et al.) in float32; S and Z are 0-d or one per output channel."""
     return (q.float() - _rows(zero_point, q.ndim)) * _rows(scale, q.ndim)
 
 
 def log_quantize(weight, bits, per_channel=True):
-    """(codes as int8, exponent offsets as int16) of the log quantization of a weight (§4.3.2).
+    """(codes as int8, exponent offsets as int16) of the log quantization of a weight (Miyashita et al.).
 
     q = sign(r) · 2^clip(round(log2 |r|), e_min, e_max), with e_max = round(log2 max|r|) of the output channel
     (or of the tensor) and e_min = e_max - (2^(b-1) - 2): 2^(b-1) - 1 powers of two a side. The code of r is
@@ -130,12 +132,12 @@ def log_quantize(weight, bits, per_channel=True):
 
 
 def log_dequantize(codes, offset):
-    """r ≈ sign(q) · 2^(|q| + offset), 0 where q = 0 (§4.3.2); offset is 0-d or one per output channel."""
+    """r ≈ sign(q) · 2^(|q| + offset), 0 where q = 0 (Miyashita et al.); offset is 0-d or one per output channel."""
     return torch.sign(codes).float() * torch.exp2((codes.abs().int() + _rows(offset, codes.ndim)).float())
 
 
 def activation_qparams(low, high):
-    """Scale and zero point of the uint8 quantization of an activation range [low, high] (§4.3.1, q in 0..255)."""
+    """Scale and zero point of the uint8 quantization of an activation range [low, high] (Jacob et al., q in 0..255)."""
     return affine_qparams(low, high, 0, 2 ** ACTIVATION_BITS - 1)
 
 

@@ -1,7 +1,7 @@
 """Quantization-aware training (QAT): fake-quantized weights and inputs, trained through the straight-through estimator.
 
 A QAT layer computes its output from S (clip(round(r / S) + Z, q_min, q_max) - Z) of its weight and of its input
-(seed 001 §4.3.1), so the network learns weights that survive quantization. round has zero gradient almost
+(Jacob et al. 2018, §3), so the network learns weights that survive quantization. round has zero gradient almost
 everywhere; the straight-through estimator (STE) passes the gradient through it unchanged inside the range and
 zeroes it where clip cuts: d fq(r) / dr = 1(q_min <= round(r / S) + Z <= q_max). PyTorch's
 torch.fake_quantize_per_channel_affine / torch.fake_quantize_per_tensor_affine implement exactly this, forward
