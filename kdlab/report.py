@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 from torch import nn
 
 from .container import DTYPES, read_compressed, save_compressed
@@ -144,20 +145,91 @@ def stage_table(report):
     return "\n".join(lines)
 
 
+REFERENCES = {"teacher": ("teacher", "tab:red", ":"),
+              "student_scratch": ("student from scratch", "tab:gray", "--")}
+
+
+def _label_boxes(points, texts, fontsize):
+    """Offsets (in points) for the labels `texts` of the `points` (display positions in points), so that no label
+    box overlaps another label or a point: candidate offsets tried in a fixed order, nearest first."""
+    def box(x, y, text, dx, dy):
+        width, height = 0.65 * fontsize * len(text) + 2, 1.25 * fontsize
+        left, bottom = x + dx - (width if dx < 0 else 0), y + dy - (height if dy < 0 else 0)
+        return left, bottom, left + width, bottom + height
+
+    def clear(a, b):
+        return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+    marks = [(x - 4, y - 4, x + 4, y + 4) for x, y in points]
+    candidates = [(sx * step, sy * step) for step in (5, 17, 29, 41, 53) for sy in (1, -1) for sx in (1, -1)]
+    placed, offsets = [], []
+    for (x, y), text in zip(points, texts):
+        for dx, dy in candidates:
+            if all(clear(box(x, y, text, dx, dy), other) for other in placed + marks):
+                break
+        placed.append(box(x, y, text, dx, dy))
+        offsets.append((dx, dy))
+    return offsets
+
+
 def journey_figure(stages):
-    """Accuracy against size (log scale) through the stages: the compression journey, as a matplotlib Figure."""
+    """Accuracy against size (log scale) through the stages: the compression journey, as a matplotlib Figure.
+
+    The stages other than "teacher" and "student_scratch" make the journey line (distilled, pruned, shared,
+    finetuned, reloaded), each point numbered, the numbers named in a table beside the plot; stages of the same
+    size and accuracy share one point and one label ("4=5"). The teacher and the student from scratch are
+    horizontal reference lines. The accuracy axis spans at least 4 points, so that a few tenths look small.
+    """
     if not _is_stages(stages, ("name", "accuracy", "bytes")):
         raise ValueError(f"stages must be a list of {{name, accuracy, bytes}} dicts (a report's 'stages'), "
                          f"got {stages!r:.100}")
-    figure = Figure(figsize=(8, 4.5))
+    figure = Figure(figsize=(11, 4.8))
+    figure.subplots_adjust(left=0.08, right=0.6, top=0.9, bottom=0.24)
     axes = figure.add_subplot()
-    sizes, accuracies = [s["bytes"] for s in stages], [100 * s["accuracy"] for s in stages]
-    axes.plot(sizes, accuracies, marker="o")
-    for stage, x, y in zip(stages, sizes, accuracies):
-        axes.annotate(stage["name"], (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    journey = [s for s in stages if s["name"] not in REFERENCES]
+    references = [s for s in stages if s["name"] in REFERENCES]
+    for stage in references:
+        name, color, style = REFERENCES[stage["name"]]
+        axes.axhline(100 * stage["accuracy"], color=color, linestyle=style, linewidth=1.5,
+                     label=f"{name} (float32): {stage['accuracy']:.2%}, {stage['bytes']:,} bytes")
+    sizes, accuracies = [s["bytes"] for s in journey], [100 * s["accuracy"] for s in journey]
+    if journey:
+        axes.plot(sizes, accuracies, marker="o", color="tab:blue", zorder=3,
+                  label="the student through compression: " + " → ".join(s["name"] for s in journey))
+    everything = [s["bytes"] for s in stages] or [1]
     axes.set_xscale("log")
-    axes.set_xlabel("size (bytes, log scale)")
+    axes.set_xlim(min(everything) / 2, max(everything) * 2)
+    axes.xaxis.set_major_formatter("{x:,.0f}")
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    values = [100 * s["accuracy"] for s in stages] or [50.0]
+    low, high = min(values) - 1, max(values) + 1
+    if high - low < 4:
+        low, high = (low + high) / 2 - 2, (low + high) / 2 + 2
+    shift = max(high - 100.5, 0) - max(-0.5 - low, 0)
+    axes.set_ylim(low - shift, high - shift)
+
+    points = {}  # one label per distinct (bytes, accuracy): "4=5" for stages that coincide
+    for number, (x, y) in enumerate(zip(sizes, accuracies), 1):
+        points.setdefault((x, y), []).append(str(number))
+    texts = ["=".join(numbers) for numbers in points.values()]
+    scale = 72 / figure.dpi
+    display = [tuple(scale * axes.transData.transform(point)) for point in points]
+    for point, text, offset in zip(points, texts, _label_boxes(display, texts, 9)):
+        far = max(map(abs, offset)) > 5
+        axes.annotate(text, point, textcoords="offset points", xytext=offset, fontsize=9, fontweight="bold",
+                      ha="right" if offset[0] < 0 else "left", va="top" if offset[1] < 0 else "bottom",
+                      arrowprops={"arrowstyle": "-", "color": "gray", "linewidth": 0.6} if far else None)
+    if journey:
+        width = max(len(s["name"]) for s in journey)
+        rows = [f"{'':3} {'stage':{width}} {'accuracy':>9} {'bytes':>10}"]
+        rows += [f"{number:<3} {s['name']:{width}} {s['accuracy']:>9.2%} {s['bytes']:>10,}"
+                 for number, s in enumerate(journey, 1)]
+        axes.text(1.03, 1.0, "\n".join(rows), transform=axes.transAxes, va="top", ha="left", family="monospace",
+                  fontsize=9)
+    axes.set_xlabel("size (bytes, log scale): float32 parameters, then the compressed file")
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title("The compression journey: accuracy against size, stage by stage")
+    axes.set_title("The compression journey: test accuracy against size, stage by stage")
     axes.grid(True, which="both", alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", bbox_to_anchor=(0, -0.13), fontsize=9, frameon=False)
     return figure

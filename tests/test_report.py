@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kdlab
-from kdlab.report import compression_report
+from kdlab.report import compression_report, journey_figure
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,83 @@ def test_bad_argument():
         compression_report(np.zeros(3))
     with pytest.raises(kdlab.CompressedFormatError):
         compression_report(__file__)
+
+
+STAGES = [{"name": "teacher", "accuracy": 0.971, "bytes": 1_724_320, "seconds": 30.0},
+          {"name": "student_scratch", "accuracy": 0.950, "bytes": 1_066_440, "seconds": 10.0},
+          {"name": "student_distilled", "accuracy": 0.957, "bytes": 1_066_440, "seconds": 20.0},
+          {"name": "pruned", "accuracy": 0.955, "bytes": 77_070, "seconds": 20.0},
+          {"name": "shared", "accuracy": 0.954, "bytes": 18_010, "seconds": 1.0},
+          {"name": "finetuned", "accuracy": 0.957, "bytes": 17_952, "seconds": 5.0},
+          {"name": "reloaded", "accuracy": 0.957, "bytes": 17_952, "seconds": 0.1}]
+# pruned, shared and finetuned within a few hundredths of a point and a few percent of size of each other
+CROWDED = STAGES[:3] + [{"name": "pruned", "accuracy": 0.9555, "bytes": 20_070, "seconds": 1.0},
+                        {"name": "shared", "accuracy": 0.9553, "bytes": 18_010, "seconds": 1.0},
+                        {"name": "finetuned", "accuracy": 0.9557, "bytes": 17_952, "seconds": 1.0},
+                        {"name": "reloaded", "accuracy": 0.9557, "bytes": 17_952, "seconds": 0.1}]
+
+
+def _drawn(stages):
+    """The journey figure of `stages`, drawn: (axes, the journey line or None, the reference lines by label,
+    the point labels with their boxes on the canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Annotation
+
+    figure = journey_figure(stages)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    journey = [line for line in axes.lines if line.get_marker() == "o"]
+    references = {line.get_label(): line for line in axes.lines if line.get_marker() != "o"}
+    labels = [(text, text.get_window_extent(renderer)) for text in axes.texts if isinstance(text, Annotation)]
+    return axes, (journey[0] if journey else None), references, labels
+
+
+def test_journey_line_runs_through_the_compression_stages_only():
+    _, journey, _, _ = _drawn(STAGES)
+    assert list(journey.get_xdata()) == [s["bytes"] for s in STAGES[2:]]
+    assert list(journey.get_ydata()) == pytest.approx([100 * s["accuracy"] for s in STAGES[2:]])
+    assert 100 * STAGES[0]["accuracy"] not in journey.get_ydata()
+    assert 100 * STAGES[1]["accuracy"] not in journey.get_ydata()
+
+
+def test_scratch_and_teacher_are_horizontal_reference_lines():
+    _, _, references, _ = _drawn(STAGES)
+    for name, stage in (("student from scratch (float32)", STAGES[1]), ("teacher (float32)", STAGES[0])):
+        (line,) = [line for label, line in references.items() if label.startswith(name)]
+        assert list(line.get_xdata()) == [0, 1]  # axhline: across the whole axes
+        assert list(line.get_ydata()) == pytest.approx([100 * stage["accuracy"]] * 2)
+    (scratch,) = [line for label, line in references.items() if label.startswith("student from scratch")]
+    assert scratch.get_linestyle() == "--"
+
+
+@pytest.mark.parametrize("stages", [STAGES, CROWDED], ids=["realistic", "crowded"])
+def test_point_labels_neither_overlap_nor_share_a_position(stages):
+    _, _, _, labels = _drawn(stages)
+    assert sorted(text.get_text() for text, _ in labels) == ["1", "2", "3", "4=5"]  # identical points: one label
+    positions = [tuple(box.p0) for _, box in labels]
+    assert len(set(positions)) == len(positions)
+    for i, (_, box) in enumerate(labels):
+        assert not any(box.overlaps(other) for _, other in labels[i + 1:])
+
+
+def test_axes_units_log_size_and_an_accuracy_span_of_at_least_four_points():
+    axes, _, _, _ = _drawn(STAGES)
+    assert axes.get_xscale() == "log" and "bytes" in axes.get_xlabel() and "%" in axes.get_ylabel()
+    assert axes.get_title()
+    low, high = axes.get_ylim()
+    assert high - low >= 4
+    assert low < min(100 * s["accuracy"] for s in STAGES) and max(100 * s["accuracy"] for s in STAGES) < high
+    assert high <= 100.5
+    assert all(x > 0 for x in axes.get_xlim())
+
+
+@pytest.mark.parametrize("names", [("teacher", "student_distilled", "pruned", "shared", "finetuned", "reloaded"),
+                                   ("student_distilled",), ("teacher", "student_scratch"), ()],
+                         ids=["no scratch", "one stage", "references only", "none"])
+def test_missing_stages_still_draw(names):
+    stages = [s for s in STAGES if s["name"] in names]
+    axes, journey, references, labels = _drawn(stages)
+    assert len(references) == sum(s["name"] in ("teacher", "student_scratch") for s in stages)
+    assert (journey is None) == (not any(s["name"] not in ("teacher", "student_scratch") for s in stages))
+    assert axes.get_ylim()[1] - axes.get_ylim()[0] >= 4
