@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m kdlab pipeline
+	$(PY) -m kdlab pipeline --seeds 0-4 --jobs 2
 
 test: install
 	TQDM_DISABLE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider

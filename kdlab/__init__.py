@@ -1,4 +1,5 @@
 """kdlab: knowledge distillation and Deep Compression, the package behind the course notebooks."""
+from .augment import jitter
 from .codebook import (QuantizedLayer, dequantize_model, finetune_codebook, quantize_model, share_weights,
                        shared_layers)
 from .container import load_compressed, read_compressed, save_compressed
@@ -10,10 +11,12 @@ from .kmeans import init_centroids, kmeans_1d
 from .linear import LinearQuantizedLayer, calibrate
 from .lowrank import factorize_linear, low_rank, rank_for_energy
 from .models import MODELS, build_model, count_parameters
+from .multiseed import run_seeds, summarize
 from .prune import (clone_model, current_weight, iterative_prune, l1_penalty, prunable_layers, prune_by_fraction,
                     prune_by_std, remove_masks, sparsity)
 from .qat import prepare_qat
 from .report import CompressionReport, compression_report
+from .seeds import mean_sd, paired_interval, parse_seeds
 from .sparse import decode_positions, encode_positions
 from .structured import channel_norms, prune_channels
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
@@ -26,10 +29,10 @@ __all__ = [
     "CompressedFormatError", "compression_report", "CompressionReport", "count_parameters", "current_weight",
     "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel",
     "encode_positions", "evaluate", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
-    "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "kmeans_1d",
+    "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "jitter", "kmeans_1d",
     "l1_penalty", "LinearQuantizedLayer", "load_compressed", "load_dataset", "low_rank", "make_loader",
-    "make_optimizer", "MODELS", "multi_teacher_loss", "OFFLINE_DATASETS", "predict", "prepare_qat", "prunable_layers",
+    "make_optimizer", "mean_sd", "MODELS", "multi_teacher_loss", "OFFLINE_DATASETS", "paired_interval", "parse_seeds", "predict", "prepare_qat", "prunable_layers",
     "prune_by_fraction", "prune_by_std", "prune_channels", "quantize_model", "QuantizedLayer", "rank_for_energy",
-    "read_compressed", "remove_masks", "rkd_angle_loss", "rkd_distance_loss", "save_compressed", "set_seed",
-    "share_weights", "shared_layers", "soft_targets", "sparsity",
+    "read_compressed", "remove_masks", "rkd_angle_loss", "rkd_distance_loss", "run_seeds", "save_compressed", "set_seed",
+    "share_weights", "shared_layers", "soft_targets", "sparsity", "summarize",
 ]

@@ -7,7 +7,9 @@ from pathlib import Path
 from . import distributed
 from .data import DATASETS
 from .models import MODELS
-from .pipeline import run_distillation, run_pipeline, write_report
+from .seeds import parse_seeds
+from .multiseed import run_seeds, summary_table
+from .pipeline import JITTER
 
 
 def _common(parser, out):
@@ -15,16 +17,24 @@ def _common(parser, out):
     parser.add_argument("--dataset", default="mnist5k", choices=DATASETS)
     parser.add_argument("--teacher", default="lenet5", choices=MODELS)
     parser.add_argument("--student", default="lenet300", choices=MODELS)
-    parser.add_argument("--teacher-epochs", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=40, help="student epochs (scratch and distilled)")
-    parser.add_argument("--temperature", type=float, default=10.0)
+    parser.add_argument("--teacher-epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=150,
+                        help="student epochs (scratch and distilled): a patient schedule pays for distillation")
+    parser.add_argument("--temperature", type=float, default=20.0, help="Hinton et al. used 20 on MNIST")
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", "--seed", default="0",
+                        help="seeds to run, e.g. 0, 0-4 or 0,2,7: several seeds write OUT/seed_K/ and OUT/summary.md")
+    parser.add_argument("--jobs", type=int, default=1, help="runs (seeds) computed at once, in separate processes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads per run; fixed so that a run computes the same on any machine")
     parser.add_argument("--root", default="data", help="download cache of the torchvision data sets")
     parser.add_argument("--out", default=out)
+    parser.add_argument("--jitter", default="teacher", choices=JITTER,
+                        help="who trains on jittered views (random shifts and rotations): the teacher only "
+                             "(Hinton et al.), all three, or none")
     parser.add_argument("--resume", action="store_true",
                         help="continue the trainings from the checkpoints in OUT/checkpoints (saved every epoch)")
 
@@ -59,28 +69,32 @@ def main(argv=None):
 
 
 def _run(options):
-    """Run the command of `options` (parsed arguments)."""
-    command, out = options.pop("command"), Path(options["out"])
-    if command == "distill":
-        del options["out"]
-        report, _, _ = run_distillation(**options, checkpoints=out / "checkpoints")
-        if distributed.is_main():
-            write_report(report, out)
-    else:
-        report, _ = run_pipeline(**options)
-    if not distributed.is_main():
-        return report
-    if command == "pipeline":
-        print((out / "report.md").read_text())
-    for key in ("teacher", "student_scratch", "student_distilled"):
-        print(f"{key:<18} {report[key]['accuracy']:.4f}")
-    if command == "pipeline":
-        compressed = report["compressed"]
-        print(f"{'compressed':<18} {compressed['accuracy']:.4f}  {compressed['file_bytes']:,} bytes, "
-              f"{compressed['ratio']:.1f}x smaller; reloaded {report['reloaded_accuracy']:.4f}")
-    print(f"report: {out / 'report.json'}  ({report['seconds']:.1f} s on {report['device']}, "
-          f"{report['world_size']} process{'es' if report['world_size'] > 1 else ''})")
-    return report
+    """Run the command of `options` (parsed arguments) over its seeds, printing each run and the summary."""
+    command, out = options.pop("command"), Path(options.pop("out"))
+    seeds, jobs, threads = options.pop("seeds"), options.pop("jobs"), options.pop("threads")
+    several = len(parse_seeds(seeds)) > 1
+
+    def show(seed, report):
+        if not distributed.is_main():
+            return
+        folder = out / f"seed_{seed}" if several else out
+        if command == "pipeline" and not several:
+            print((folder / "report.md").read_text())
+        prefix = f"seed {seed}: " if several else ""
+        for key in ("teacher", "student_scratch", "student_distilled"):
+            print(f"{prefix}{key:<18} {report[key]['accuracy']:.4f}")
+        if command == "pipeline":
+            compressed = report["compressed"]
+            print(f"{prefix}{'compressed':<18} {compressed['accuracy']:.4f}  {compressed['file_bytes']:,} bytes, "
+                  f"{compressed['ratio']:.1f}x smaller; reloaded {report['reloaded_accuracy']:.4f}")
+        print(f"{prefix}report: {folder / 'report.json'}  ({report['seconds']:.1f} s on {report['device']}, "
+              f"{report['world_size']} process{'es' if report['world_size'] > 1 else ''})", flush=True)
+
+    reports, summary = run_seeds(command, seeds, out, jobs, threads, on_report=show, **options)
+    if several and distributed.is_main():
+        print(summary_table(summary))
+        print(f"summary: {out / 'summary.md'}")
+    return reports[0] if not several else summary
 
 
 if __name__ == "__main__":

@@ -287,9 +287,10 @@ class DistillModel:
             modules["regressors"] = self.regressors
         return modules
 
-    def train_teacher(self, epochs, checkpoint=None):
+    def train_teacher(self, epochs, checkpoint=None, loader=None):
         """Train the teacher (each teacher in turn) on the hard labels for `epochs`; return the per-epoch history.
 
+        The teachers train on `loader` (e.g. jittered views, `kdlab.jitter`) if given, else on the distillation data.
         With `checkpoint` (a path) the run is saved after every epoch and resumed from the file if it exists;
         `epochs` then counts the whole run, and `teacher_history` becomes the run's history. With several teachers,
         teacher k is saved to `checkpoint` with `_k` added to its stem (teacher_2.pt), and its rows of the history
@@ -299,7 +300,7 @@ class DistillModel:
         history = []
         for k, (teacher, optimizer) in enumerate(zip(self.teachers, self.teacher_optimizers), 1):
             path = _numbered(checkpoint, k) if several and checkpoint is not None else checkpoint
-            rows = fit(teacher, self.loader, epochs, optimizer, device=self.device,
+            rows = fit(teacher, self.loader if loader is None else loader, epochs, optimizer, device=self.device,
                        desc=f"teacher {k}" if several else "teacher", checkpoint=path)
             history += [{"teacher": k, **row} for row in rows] if several else rows
         self.teacher_history = history if checkpoint else self.teacher_history + history

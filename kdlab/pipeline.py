@@ -11,13 +11,18 @@ from pathlib import Path
 from . import distributed
 from .codebook import MAX_SHARE_BITS, check_bits, finetune_codebook, share_weights
 from .container import load_compressed, save_compressed
+from .augment import jitter as jittered
 from .data import DATASETS, load_dataset, make_loader
 from .distill import DistillModel
 from .files import atomic_write
 from .models import MODELS, count_parameters
 from .prune import check_sensitivities, iterative_prune, prunable_layers, remove_masks, sparsity
 from .report import compression_report, journey_figure, stage_table
+from .seeds import environment
 from .train import check_epochs, check_lr, evaluate, fit, set_seed
+
+
+JITTER = ("teacher", "all", "none")
 
 
 class Stages:
@@ -39,11 +44,14 @@ class Stages:
         return accuracy
 
 
-def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
-                     temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data",
-                     checkpoints=None, resume=False):
+def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
+                     temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data",
+                     checkpoints=None, resume=False, jitter="teacher"):
     """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel, Stages).
 
+    `jitter` says who trains on jittered views (`kdlab.jitter`, each image shifted and rotated afresh every
+    epoch): "teacher" (Hinton et al. 2015 §3: a teacher trained on jittered inputs, students on the original
+    images), "all" (the students too, the teacher seeing the student's view of each batch) or "none".
     With `checkpoints` (a folder), each training saves CHECKPOINTS/{teacher,scratch,distilled}.pt after every
     epoch; `resume=True` continues from the checkpoints there, otherwise they are started afresh.
     """
@@ -54,14 +62,18 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
             raise ValueError(f"{name} must be one of {', '.join(MODELS)}, got {value!r}")
     check_epochs(teacher_epochs, "teacher_epochs")
     check_epochs(epochs)
+    if jitter not in JITTER:
+        raise ValueError(f"jitter must be one of {', '.join(JITTER)}, got {jitter!r}")
     start = time.perf_counter()
     ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled"))
     train_set, test_set = load_dataset(dataset, root)
-    kd = DistillModel(train_set, teacher=teacher, student=student, temperature=temperature, lr=lr,
-                      alpha=alpha, batch_size=batch_size, device=device, seed=seed)
+    kd = DistillModel(jittered(train_set) if jitter == "all" else train_set, teacher=teacher, student=student,
+                      temperature=temperature, lr=lr, alpha=alpha, batch_size=batch_size, device=device, seed=seed)
+    teacher_loader = make_loader(jittered(train_set), batch_size, True, seed) if jitter == "teacher" else None
     scratch = copy.deepcopy(kd.student)  # same initial weights as the distilled student: a fair baseline
     stages = Stages(kd, make_loader(test_set, 256), seed)
-    teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs, ck["teacher"]), kd.teacher)
+    teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs, ck["teacher"], teacher_loader),
+                             kd.teacher)
     scratch_acc = stages.run("student_scratch", lambda: fit(scratch, kd.loader, epochs, lr=lr, device=kd.device,
                                                              desc="scratch", checkpoint=ck["scratch"]), scratch)
     distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs, ck["distilled"]), kd.student)
@@ -74,21 +86,23 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
         "temperature": temperature,
         "alpha": alpha,
         "epochs": {"teacher": teacher_epochs, "student": epochs},
+        "jitter": jitter,
         "stages": stages.rows,
         "seconds": time.perf_counter() - start,
         "device": str(kd.device),
         "seed": seed,
         "world_size": distributed.world_size(),
         "batch_size": {"per_process": batch_size, "per_step": batch_size * distributed.world_size()},
+        "environment": environment(),
     }
     return report, kd, stages
 
 
-def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=30, epochs=40,
-                 temperature=10.0, alpha=0.9, lr=1e-3, batch_size=64,
+def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
+                 temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64,
                  sensitivities=(0.5, 1.0, 1.5, 2.0, 2.5, 2.75), retrain_epochs=12, conv_bits=8, fc_bits=4,
                  finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
-                 resume=False):
+                 resume=False, jitter="teacher"):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
 
     The retraining and fine-tuning keep the distillation loss, so the teacher guides the student throughout.
@@ -106,7 +120,7 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     start = time.perf_counter()
     out = Path(out)
     report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,
-                                          lr, batch_size, device, seed, root, out / "checkpoints", resume)
+                                          lr, batch_size, device, seed, root, out / "checkpoints", resume, jitter)
     with distributed.output_folder(out) as folder:
         report, reloaded, table = _compress(report, kd, stages, folder, sensitivities, retrain_epochs, lr, conv_bits,
                                             fc_bits, finetune_epochs, finetune_lr)

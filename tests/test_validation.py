@@ -344,6 +344,23 @@ TABLE = [
     ("run_distillation batch_size", lambda: _distillation(batch_size=0), r"^batch_size must be an int >= 1"),
     ("run_distillation seed", lambda: _distillation(seed=-1), r"^seed must be a non-negative integer"),
     ("run_distillation device", lambda: _distillation(device="gpu7"), r"^device must be 'auto', 'cpu'"),
+    ("run_distillation jitter", lambda: _distillation(jitter="yes"), r"^jitter must be one of teacher, all, none, got"),
+    ("run_pipeline jitter", lambda: _pipeline(jitter=True), r"^jitter must be one of teacher, all, none, got True"),
+
+    # augmentation and seeds
+    ("jitter degrees", lambda: kdlab.jitter(kdlab.ArrayDataset(X, Y, 10), degrees=200),
+     r"^degrees must be a number in \[0, 180\], got 200"),
+    ("jitter translate", lambda: kdlab.jitter(kdlab.ArrayDataset(X, Y, 10), translate=-0.1),
+     r"^translate must be a number in \[0, 1\), got -0\.1"),
+    ("jitter dataset", lambda: kdlab.jitter(X), r"^dataset must be a non-empty torch Dataset, got Tensor"),
+    ("parse_seeds", lambda: kdlab.parse_seeds("0-x"), r"^seeds must look like 3, 0-4 or 0,2,7, got '0-x'"),
+    ("parse_seeds repeats", lambda: kdlab.parse_seeds([1, 1]), r"^seeds must be distinct non-negative integers"),
+    ("mean_sd", lambda: kdlab.mean_sd([]), r"^values must be a non-empty list of numbers"),
+    ("paired_interval lengths", lambda: kdlab.paired_interval([1, 2], [1]), r"^a and b must pair up one to one"),
+    ("paired_interval confidence", lambda: kdlab.paired_interval([1], [1], 0), r"^confidence must be in \(0, 1\)"),
+    ("run_seeds job", lambda: kdlab.run_seeds("train", "0", "out"), r"^job must be one of distill, pipeline"),
+    ("run_seeds jobs", lambda: kdlab.run_seeds("distill", "0", "out", jobs=0), r"^jobs must be an int >= 1, got 0"),
+    ("summarize", lambda: kdlab.summarize([]), r"^reports must hold at least one report"),
 ]
 
 
