@@ -60,11 +60,15 @@ def run_seeds(job, seeds, out, jobs=1, threads=1, on_report=None, **options):
     folders = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
     reports = {}
     if jobs == 1:
+        previous = torch.get_num_threads()
         torch.set_num_threads(threads)
-        for seed in seeds:
-            reports[seed] = run_job(job, seed, folders[seed], options)
-            if on_report:
-                on_report(seed, reports[seed])
+        try:
+            for seed in seeds:
+                reports[seed] = run_job(job, seed, folders[seed], options)
+                if on_report:
+                    on_report(seed, reports[seed])
+        finally:
+            torch.set_num_threads(previous)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(jobs, len(seeds)), context, _worker_setup, (threads,)) as pool:

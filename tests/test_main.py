@@ -30,6 +30,20 @@ def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher.pt"]
 
 
+def test_several_seeds_print_each_run_and_the_summary(tmp_path):
+    out = tmp_path / "seeds"
+    command = [sys.executable, "-m", "kdlab", "distill", "--dataset", "digits", "--teacher", "mlp100",
+               "--student", "mlp30", "--teacher-epochs", "2", "--epochs", "2", "--seeds", "0,1", "--jobs", "2",
+               "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+                            check=True)
+    assert "seed 0: teacher" in result.stdout and "seed 1: student_distilled" in result.stdout
+    assert "distilled − scratch (paired, 95 % interval)" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["environment"]["threads"] == 1
+    assert (out / "summary.md").read_text().strip() in result.stdout
+
+
 def _distill(out, epochs, *extra):
     """Run `python -m kdlab distill` on digits with small models (a 3-epoch teacher); return its report."""
     command = [sys.executable, "-m", "kdlab", "distill", "--dataset", "digits", "--teacher", "mlp100",
