@@ -7,9 +7,9 @@ from pathlib import Path
 from . import distributed
 from .data import DATASETS
 from .models import MODELS
-from .seeds import parse_seeds
 from .multiseed import run_seeds, summary_table
 from .pipeline import JITTER
+from .seeds import parse_seeds
 
 
 def _common(parser, out):
@@ -74,10 +74,9 @@ def _run(options):
     seeds, jobs, threads = options.pop("seeds"), options.pop("jobs"), options.pop("threads")
     several = len(parse_seeds(seeds)) > 1
 
-    def show(seed, report):
+    def show(seed, report, folder):
         if not distributed.is_main():
             return
-        folder = out / f"seed_{seed}" if several else out
         if command == "pipeline" and not several:
             print((folder / "report.md").read_text())
         prefix = f"seed {seed}: " if several else ""

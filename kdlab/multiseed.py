@@ -36,17 +36,13 @@ def _worker_setup(threads):
     torch.set_num_threads(threads)
 
 
-def _run_in_worker(job, seed, out, options):
-    return run_job(job, seed, out, options)
-
-
 def run_seeds(job, seeds, out, jobs=1, threads=1, on_report=None, **options):
     """Run `job` once per seed of `seeds` ("0-4", "0,3" or a list) and summarise; return (reports, summary).
 
     One seed writes into OUT as a single run does; several write OUT/seed_K/ each, then OUT/summary.json and
     OUT/summary.md. `jobs` runs are computed at once in separate processes, each on `threads` CPU threads (fixed,
-    so that a run computes the same on any machine with the same libraries). `on_report(seed, report)` is called
-    as each run finishes.
+    so that a run computes the same on any machine with the same libraries). `on_report(seed, report, folder)` is
+    called as each run finishes, in seed order.
     """
     if job not in JOBS:
         raise ValueError(f"job must be one of {', '.join(JOBS)}, got {job!r}")
@@ -58,26 +54,27 @@ def run_seeds(job, seeds, out, jobs=1, threads=1, on_report=None, **options):
         raise ValueError(f"jobs must be 1 under torchrun, which already runs one process per device, got {jobs}")
     out = Path(out)
     folders = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
-    reports = {}
+    reports = []
+
+    def finished(seed, report):
+        reports.append(report)
+        if on_report:
+            on_report(seed, report, folders[seed])
+
     if jobs == 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
             for seed in seeds:
-                reports[seed] = run_job(job, seed, folders[seed], options)
-                if on_report:
-                    on_report(seed, reports[seed])
+                finished(seed, run_job(job, seed, folders[seed], options))
         finally:
             torch.set_num_threads(previous)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(jobs, len(seeds)), context, _worker_setup, (threads,)) as pool:
-            futures = {seed: pool.submit(_run_in_worker, job, seed, folders[seed], options) for seed in seeds}
-            for seed, future in futures.items():
-                reports[seed] = future.result()
-                if on_report:
-                    on_report(seed, reports[seed])
-    reports = [reports[seed] for seed in seeds]
+            futures = [pool.submit(run_job, job, seed, folders[seed], options) for seed in seeds]
+            for seed, future in zip(seeds, futures):
+                finished(seed, future.result())
     summary = summarize(reports, threads)
     if len(seeds) > 1 and distributed.is_main():
         atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")

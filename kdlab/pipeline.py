@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from . import distributed
+from .augment import jitter as jittered
 from .codebook import MAX_SHARE_BITS, check_bits, finetune_codebook, share_weights
 from .container import load_compressed, save_compressed
-from .augment import jitter as jittered
 from .data import DATASETS, load_dataset, make_loader
 from .distill import DistillModel
 from .files import atomic_write
@@ -20,7 +20,6 @@ from .prune import check_sensitivities, iterative_prune, prunable_layers, remove
 from .report import compression_report, journey_figure, stage_table
 from .seeds import environment
 from .train import check_epochs, check_lr, evaluate, fit, set_seed
-
 
 JITTER = ("teacher", "all", "none")
 

@@ -46,9 +46,9 @@ def mean_sd(values):
 
 
 def paired_interval(a, b, confidence=0.95):
-    """Mean of the paired differences a - b with its Student-t `confidence` interval: {"mean", "sd", "n", "low", "high"}.
+    """Mean of the paired differences a - b with its Student-t `confidence` interval.
 
-    low = high = the mean for a single pair, which has no interval.
+    Returns {"mean", "sd", "n", "low", "high", "confidence"}; low = high = the mean for a single pair.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
