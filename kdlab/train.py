@@ -121,7 +121,9 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
         net = distributed.wrap(model, device)
         own = {id(p) for p in model.parameters()}
         others = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
-    quiet = {} if distributed.is_main() else {"disable": True}  # one progress bar, rank 0's; TQDM_DISABLE still works
+    # one progress bar, rank 0's; TQDM_DISABLE is read here too, as tqdm.notebook ignores it (it passes disable=False)
+    off = not distributed.is_main() or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    quiet = {"disable": True} if off else {}
     bar = tqdm(total=(epochs - done) * len(loader), desc=desc, leave=False, **quiet)
     for epoch in range(done + 1, epochs + 1):
         model.train()

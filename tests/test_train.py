@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tqdm.std import tqdm as tqdm_std
 
 import kdlab
 from kdlab.train import amp_dtype
@@ -32,6 +33,21 @@ def test_fit_learns_and_reports_each_epoch(digits):
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     assert history[-1]["loss"] < history[0]["loss"]
     assert kdlab.evaluate(model, kdlab.make_loader(digits[1], 128), "cpu") > 0.9
+
+
+@pytest.mark.parametrize("value, disabled", [("1", True), ("true", True), ("", False)])
+def test_tqdm_disable_reaches_the_notebook_bar(digits, monkeypatch, value, disabled):
+    """tqdm.notebook passes disable=False itself, so fit reads TQDM_DISABLE (a bar's messages can swamp nbval)."""
+    seen = []
+
+    def bar(*args, **kwargs):
+        seen.append(kwargs.get("disable", False))
+        return tqdm_std(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setenv("TQDM_DISABLE", value)
+    monkeypatch.setattr("kdlab.train.tqdm", bar)
+    kdlab.fit(kdlab.build_model("mlp100", in_shape=(1, 8, 8)), kdlab.make_loader(digits[0], 256), 1, device="cpu")
+    assert seen == [disabled]
 
 
 def test_same_seed_repeats_exactly_on_cpu(digits):
