@@ -8,7 +8,7 @@ from . import distributed
 from .data import DATASETS
 from .models import MODELS
 from .multiseed import run_seeds, summary_table
-from .pipeline import JITTER
+from .pipeline import JITTER, SENSITIVITIES
 from .seeds import parse_seeds
 
 
@@ -47,9 +47,9 @@ def parse_args(argv=None):
             "runs/distill")
     pipeline = commands.add_parser("pipeline", help="distil, then prune, share, fine-tune and write one .kdz file")
     _common(pipeline, "runs/pipeline")
-    pipeline.add_argument("--sensitivities", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5, 2.75],
+    pipeline.add_argument("--sensitivities", type=float, nargs="+", default=list(SENSITIVITIES),
                           help="iterative pruning: threshold = sensitivity x layer std, one step each")
-    pipeline.add_argument("--retrain-epochs", type=int, default=12, help="retraining epochs after each step")
+    pipeline.add_argument("--retrain-epochs", type=int, default=8, help="retraining epochs after each step")
     pipeline.add_argument("--conv-bits", type=int, default=8, help="codebook bits of the conv layers")
     pipeline.add_argument("--fc-bits", type=int, default=4, help="codebook bits of the fully connected layers")
     pipeline.add_argument("--finetune-epochs", type=int, default=5, help="codebook fine-tuning epochs")

@@ -15,7 +15,8 @@ A "sparse" entry (a pruned float32 layer without a codebook) holds two: the floa
 entries and their Huffman-coded relative positions. A "codebook" entry holds three: the float32 codebook,
 the Huffman-coded relative positions of the stored weights (sparse.encode_positions, `position_bits` per
 field) and their Huffman-coded codebook indices. Filler entries point at a 0.0 in the codebook, appended
-when needed.
+when needed. Each layer's `position_bits` is the width that makes its streams smallest, unless the caller
+fixes it: with Huffman coding a wide field costs little, while every filler costs a gap and an index.
 
 Reading checks before it allocates: the CRC-32 and the version first; the blob lengths must add up to the
 file; the tensor names and shapes must be the architecture's (built on the "meta" device, without memory);
@@ -42,7 +43,7 @@ from .files import atomic_write
 from .huffman import huffman_decode, huffman_encode
 from .models import build_model
 from .prune import prunable_layers
-from .sparse import DEFAULT_BITS, decode_positions, encode_positions
+from .sparse import decode_positions, encode_positions
 
 MAGIC, VERSION = b"\x89KDZ\r\n\x1a\n", 1
 PREAMBLE = len(MAGIC) + 1 + 4
@@ -94,21 +95,37 @@ def _raw(tensor):
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
+def _widths(weight, fixed):
+    """The relative-index widths worth trying for `weight`: `fixed` alone, else 1 up to the first without fillers."""
+    if fixed is not None:
+        return [fixed]
+    nonzero = np.flatnonzero(weight.reshape(-1).cpu().numpy() != 0)
+    longest = int(np.diff(nonzero, prepend=-1, append=weight.numel()).max())  # the last "gap" spans the tail
+    return range(1, min(16, max(1, (longest - 1).bit_length())) + 1)
+
+
+def _smallest(encode, weight, fixed):
+    """(bits, blobs) of encode(bits) for the width in _widths that gives the fewest bytes (ties: the narrowest)."""
+    return min(((bits, encode(bits)) for bits in _widths(weight, fixed)), key=lambda found: sum(map(len, found[1])))
+
+
 def save_compressed(model, path, position_bits=None):
     """Write `model` as one .kdz file at `path` (atomically); return the file's size in bytes.
 
     Shared (`share_weights`) and quantized (`quantize_model`) layers are stored as a codebook and
     Huffman-coded indices and relative positions; everything else (biases, BatchNorm, float layers) as raw
-    tensors. `position_bits` overrides the relative-index field widths, {"conv": 8, "fc": 5} by default.
+    tensors. Each layer's relative-index field width is the one that makes it smallest; `position_bits`
+    fixes it instead for "conv" and/or "fc" layers (the paper's: {"conv": 8, "fc": 5}).
     Models made by `build_model` record their architecture, so `load_compressed(path)` can rebuild them.
     """
     check_module(model)
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    widths = dict(DEFAULT_BITS, **(position_bits if isinstance(position_bits, dict) else {}))
-    if position_bits is not None and not isinstance(position_bits, dict) or set(widths) != set(DEFAULT_BITS) \
-            or not all(type(b) is int and 1 <= b <= 16 for b in widths.values()):
-        raise ValueError(f"position_bits must map 'conv' and 'fc' to ints in 1..16, got {position_bits!r}")
+    fixed = {"conv": None, "fc": None}
+    if position_bits is not None and (not isinstance(position_bits, dict) or not set(position_bits) <= set(fixed)
+                                      or not all(type(b) is int and 1 <= b <= 16 for b in position_bits.values())):
+        raise ValueError(f"position_bits must map 'conv' and/or 'fc' to ints in 1..16, got {position_bits!r}")
+    fixed.update(position_bits or {})
     books = codebook_layers(model)
     plain = dequantize_model(model)
     kinds = {name: "fc" if isinstance(module, nn.Linear) else "conv" for name, module in prunable_layers(plain)}
@@ -118,19 +135,18 @@ def save_compressed(model, path, position_bits=None):
         entry = {"name": key, "shape": list(tensor.shape)}
         if attr == "weight" and layer in books:
             codebook, index, kind = books[layer]
-            parts = _codebook_blobs(tensor, codebook, index, widths[kind])
-            entry.update(kind="codebook", position_bits=widths[kind])
+            bits, parts = _smallest(lambda b: _codebook_blobs(tensor, codebook, index, b), tensor, fixed[kind])
+            entry.update(kind="codebook", position_bits=bits)
         else:
             if str(tensor.dtype).removeprefix("torch.") not in DTYPES:
                 raise ValueError(f"model tensor {key} has dtype {tensor.dtype}; allowed: {', '.join(DTYPES)}")
             parts = (_raw(tensor),)
             entry.update(kind="plain", dtype=str(tensor.dtype).removeprefix("torch."))
             if attr == "weight" and layer in kinds and tensor.dtype == torch.float32:
-                sparse = _sparse_blobs(tensor, widths[kinds[layer]])
+                bits, sparse = _smallest(lambda b: _sparse_blobs(tensor, b), tensor, fixed[kinds[layer]])
                 if sum(map(len, sparse)) < len(parts[0]):
                     parts = sparse
-                    entry = {"name": key, "shape": list(tensor.shape), "kind": "sparse",
-                             "position_bits": widths[kinds[layer]]}
+                    entry = {"name": key, "shape": list(tensor.shape), "kind": "sparse", "position_bits": bits}
         entry["blobs"] = [len(part) for part in parts]
         entries.append(entry)
         blobs += parts

@@ -22,6 +22,7 @@ from .seeds import environment
 from .train import check_epochs, check_lr, evaluate, fit, set_seed
 
 JITTER = ("teacher", "all", "none")
+SENSITIVITIES = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75)  # nine gentle steps to ~5 % kept
 
 
 class Stages:
@@ -99,7 +100,7 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
 
 def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
                  temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64,
-                 sensitivities=(0.5, 1.0, 1.5, 2.0, 2.5, 2.75), retrain_epochs=12, conv_bits=8, fc_bits=4,
+                 sensitivities=SENSITIVITIES, retrain_epochs=8, conv_bits=8, fc_bits=4,
                  finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
                  resume=False, jitter="teacher"):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.

@@ -16,7 +16,6 @@ import numpy as np
 from .checks import is_int
 from .errors import CompressedFormatError
 
-DEFAULT_BITS = {"conv": 8, "fc": 5}
 
 
 def encode_positions(mask, bits=5):

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from kdlab.__main__ import parse_args
+from kdlab.pipeline import SENSITIVITIES
 
 
 def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
@@ -93,4 +94,4 @@ def test_pipeline_command_writes_the_report_table_plot_and_file(tmp_path):
 def test_pipeline_defaults_are_the_main_job():
     args = parse_args(["pipeline"])
     assert (args.dataset, args.teacher, args.student, args.out) == ("mnist5k", "lenet5", "lenet300", "runs/pipeline")
-    assert args.sensitivities == [0.5, 1.0, 1.5, 2.0, 2.5, 2.75] and args.fc_bits == 4 and args.conv_bits == 8
+    assert args.sensitivities == list(SENSITIVITIES) and args.fc_bits == 4 and args.conv_bits == 8

@@ -40,7 +40,7 @@ def test_rows_match_the_model_and_the_streams(tmp_path, shared_lenet300):
     for row in report.rows:
         assert row["weights"] == sparsity[row["layer"]]["weights"]
         assert row["kept"] == pytest.approx(sparsity[row["layer"]]["kept"])
-        assert row["index_bits"] == 5 and row["position_bits"] == 5
+        assert row["index_bits"] == 5 and row["position_bits"] == streams[row["layer"]]["position_bits"]
         _, positions, indices = streams[row["layer"]]["data"]
         stored = len(kdlab.huffman_decode(indices))
         assert row["index_bits_huffman"] == 8 * len(indices) / stored

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kdlab.errors import CompressedFormatError
-from kdlab.sparse import DEFAULT_BITS, decode_positions, encode_positions
+from kdlab.sparse import decode_positions, encode_positions
 
 
 def reference_fields(mask, bits):
@@ -109,10 +109,6 @@ def test_round_trip_property(mask, bits):
     tail = (len(mask) - 1 - (nonzero[-1] if nonzero.size else -1)) // 2**bits
     assert len(fields) == np.sum(-(-gaps // 2**bits)) + tail
     assert len(mask) - 1 - (positions[-1] if positions.size else -1) < 2**bits  # the fields cover the layer
-
-
-def test_paper_defaults():
-    assert DEFAULT_BITS == {"conv": 8, "fc": 5}
 
 
 @pytest.mark.parametrize("bits", [0, 17, -3, 2.5, True, "5", None])
