@@ -63,10 +63,8 @@ def codebook_layers(model):
     return found
 
 
-def _codebook_blobs(weight, codebook, index, bits):
-    """(file codebook, position stream, index stream) of one layer: only the non-zero weights are stored."""
-    flat = weight.reshape(-1).cpu()
-    stored = (flat != 0).numpy()
+def _codebook_blobs(stored, codebook, index, bits):
+    """(file codebook, position stream, index stream) of one layer: only the weights `stored` marks are stored."""
     fields, filler = encode_positions(stored, bits)
     used, real = np.unique(index.cpu().numpy()[stored], return_inverse=True)
     values = codebook.detach().float().cpu().numpy()[used]
@@ -80,13 +78,11 @@ def _codebook_blobs(weight, codebook, index, bits):
     return values.astype("<f4").tobytes(), huffman_encode(fields), huffman_encode(indices)
 
 
-def _sparse_blobs(weight, bits):
+def _sparse_blobs(flat, stored, bits):
     """(float32 values of the stored entries, position stream) of a pruned layer without a codebook."""
-    flat = weight.detach().reshape(-1).cpu()
-    stored = (flat != 0).numpy()
     fields, filler = encode_positions(stored, bits)
     values = np.zeros(len(fields), "<f4")
-    values[~filler] = flat.numpy()[stored]
+    values[~filler] = flat[stored]
     return values.tobytes(), huffman_encode(fields)
 
 
@@ -95,18 +91,18 @@ def _raw(tensor):
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _widths(weight, fixed):
-    """The relative-index widths worth trying for `weight`: `fixed` alone, else 1 up to the first without fillers."""
+def _widths(stored, fixed):
+    """The relative-index widths worth trying for a layer: `fixed` alone, else 1 up to the first without fillers."""
     if fixed is not None:
         return [fixed]
-    nonzero = np.flatnonzero(weight.reshape(-1).cpu().numpy() != 0)
-    longest = int(np.diff(nonzero, prepend=-1, append=weight.numel()).max())  # the last "gap" spans the tail
+    nonzero = np.flatnonzero(stored)
+    longest = int(np.diff(nonzero, prepend=-1, append=stored.size).max())  # the last "gap" spans the tail
     return range(1, min(16, max(1, (longest - 1).bit_length())) + 1)
 
 
-def _smallest(encode, weight, fixed):
+def _smallest(encode, stored, fixed):
     """(bits, blobs) of encode(bits) for the width in _widths that gives the fewest bytes (ties: the narrowest)."""
-    return min(((bits, encode(bits)) for bits in _widths(weight, fixed)), key=lambda found: sum(map(len, found[1])))
+    return min(((bits, encode(bits)) for bits in _widths(stored, fixed)), key=lambda found: sum(map(len, found[1])))
 
 
 def save_compressed(model, path, position_bits=None):
@@ -135,7 +131,8 @@ def save_compressed(model, path, position_bits=None):
         entry = {"name": key, "shape": list(tensor.shape)}
         if attr == "weight" and layer in books:
             codebook, index, kind = books[layer]
-            bits, parts = _smallest(lambda b: _codebook_blobs(tensor, codebook, index, b), tensor, fixed[kind])
+            stored = (tensor.reshape(-1) != 0).cpu().numpy()  # the non-zero weights, found once for every width
+            bits, parts = _smallest(lambda b: _codebook_blobs(stored, codebook, index, b), stored, fixed[kind])
             entry.update(kind="codebook", position_bits=bits)
         else:
             if str(tensor.dtype).removeprefix("torch.") not in DTYPES:
@@ -143,7 +140,9 @@ def save_compressed(model, path, position_bits=None):
             parts = (_raw(tensor),)
             entry.update(kind="plain", dtype=str(tensor.dtype).removeprefix("torch."))
             if attr == "weight" and layer in kinds and tensor.dtype == torch.float32:
-                bits, sparse = _smallest(lambda b: _sparse_blobs(tensor, b), tensor, fixed[kinds[layer]])
+                flat = tensor.reshape(-1).cpu().numpy()
+                stored = flat != 0
+                bits, sparse = _smallest(lambda b: _sparse_blobs(flat, stored, b), stored, fixed[kinds[layer]])
                 if sum(map(len, sparse)) < len(parts[0]):
                     parts = sparse
                     entry = {"name": key, "shape": list(tensor.shape), "kind": "sparse", "position_bits": bits}

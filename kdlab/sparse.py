@@ -17,7 +17,6 @@ from .checks import is_int
 from .errors import CompressedFormatError
 
 
-
 def encode_positions(mask, bits=5):
     """(fields, filler): gap - 1 of each stored entry as np.uint16, and True where the entry is a filler.
 
