@@ -20,14 +20,14 @@ from .seeds import mean_sd, paired_interval, parse_seeds
 from .sparse import decode_positions, encode_positions
 from .structured import channel_norms, prune_channels
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
-from .variants import hint_loss, multi_teacher_loss, rkd_angle_loss, rkd_distance_loss
+from .variants import Ensemble, hint_loss, multi_teacher_loss, rkd_angle_loss, rkd_distance_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArrayDataset", "build_model", "calibrate", "canonical_codes", "channel_norms", "clone_model",
     "CompressedFormatError", "compression_report", "CompressionReport", "count_parameters", "current_weight",
-    "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel",
+    "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel", "Ensemble",
     "encode_positions", "evaluate", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
     "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "jitter",
     "kmeans_1d", "l1_penalty", "LinearQuantizedLayer", "load_compressed", "load_dataset", "low_rank", "make_loader",

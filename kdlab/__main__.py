@@ -8,7 +8,7 @@ from . import distributed
 from .data import DATASETS
 from .models import MODELS
 from .multiseed import run_seeds, summary_table
-from .pipeline import JITTER, SENSITIVITIES
+from .pipeline import JITTER, SENSITIVITIES, TEACHERS
 from .seeds import parse_seeds
 
 
@@ -17,7 +17,10 @@ def _common(parser, out):
     parser.add_argument("--dataset", default="mnist5k", choices=DATASETS)
     parser.add_argument("--teacher", default="lenet5", choices=MODELS)
     parser.add_argument("--student", default="lenet300", choices=MODELS)
-    parser.add_argument("--teacher-epochs", type=int, default=60)
+    parser.add_argument("--teachers", type=int, default=TEACHERS,
+                        help="teachers trained, each from its own initial weights; the student learns their mean "
+                             "soft targets (an ensemble, Hinton et al. section 1)")
+    parser.add_argument("--teacher-epochs", type=int, default=60, help="epochs of each teacher")
     parser.add_argument("--epochs", type=int, default=150,
                         help="student epochs (scratch and distilled): a patient schedule pays for distillation")
     parser.add_argument("--temperature", type=float, default=20.0, help="Hinton et al. used 20 on MNIST")

@@ -96,6 +96,7 @@ def summarize(reports, threads=None):
     lead = mean_sd([t - s for t, s in zip(accuracy["teacher"], accuracy["student_scratch"])])
     summary = {
         "seeds": [r["seed"] for r in reports],
+        "teachers": reports[0]["teacher"].get("count", 1),
         **{key: mean_sd(values) for key, values in accuracy.items()},
         "distilled_minus_scratch": gain,
         "gap_closed": gain["mean"] / lead["mean"] if lead["mean"] > 0 else None,
@@ -125,7 +126,9 @@ def summary_table(summary):
     lines = [f"Seeds {', '.join(map(str, summary['seeds']))} (mean ± sd); torch {env['torch']}, torchvision "
              f"{env['torchvision']}, numpy {env['numpy']}, {env['threads']} thread(s) per run, {summary['device']}",
              "", "| | test accuracy |", "|---|---|"]
-    for key, name in (("teacher", "teacher"), ("student_scratch", "student from scratch"),
+    count = summary.get("teachers", 1)
+    for key, name in (("teacher", f"ensemble of {count} teachers" if count > 1 else "teacher"),
+                      ("student_scratch", "student from scratch"),
                       ("student_distilled", "distilled student")):
         lines.append(f"| {name} | {points(summary[key])} |")
     lines.append(f"| distilled − scratch (paired, 95 % interval) | {100 * gain['mean']:+.2f} points "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import distributed
 from .augment import jitter as jittered
+from .checks import is_int
 from .codebook import MAX_SHARE_BITS, check_bits, finetune_codebook, share_weights
 from .container import load_compressed, save_compressed
 from .data import DATASETS, load_dataset, make_loader
@@ -20,9 +21,11 @@ from .prune import check_sensitivities, iterative_prune, prunable_layers, remove
 from .report import compression_report, journey_figure, stage_table
 from .seeds import environment
 from .train import check_epochs, check_lr, evaluate, fit, set_seed
+from .variants import Ensemble
 
 JITTER = ("teacher", "all", "none")
 SENSITIVITIES = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75)  # nine gentle steps to ~5 % kept
+TEACHERS = 3  # the main job distils an ensemble of three teachers (Hinton et al. 2015, section 1)
 
 
 class Stages:
@@ -46,8 +49,12 @@ class Stages:
 
 def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
                      temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data",
-                     checkpoints=None, resume=False, jitter="teacher"):
-    """Train a teacher, a student from scratch and a distilled student; return (report, DistillModel, Stages).
+                     checkpoints=None, resume=False, jitter="teacher", teachers=TEACHERS):
+    """Train teachers, a student from scratch and a distilled student; return (report, DistillModel, Stages).
+
+    `teachers` of the `teacher` architecture are trained, each from its own initial weights and batch order, and
+    the student learns the mean of their softened probabilities (`kdlab.multi_teacher_loss`): the ensemble
+    that Hinton et al. (2015, section 1) distil. The "teacher" stage reports the ensemble's accuracy.
 
     `jitter` says who trains on jittered views (`kdlab.jitter`, each image shifted and rotated afresh every
     epoch): "teacher" (Hinton et al. 2015 §3: a teacher trained on jittered inputs, students on the original
@@ -64,22 +71,27 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     check_epochs(epochs)
     if jitter not in JITTER:
         raise ValueError(f"jitter must be one of {', '.join(JITTER)}, got {jitter!r}")
+    if not is_int(teachers) or teachers < 1:
+        raise ValueError(f"teachers must be an integer >= 1, got {teachers!r}")
     start = time.perf_counter()
     ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled"))
     train_set, test_set = load_dataset(dataset, root)
-    kd = DistillModel(jittered(train_set) if jitter == "all" else train_set, teacher=teacher, student=student,
+    kd = DistillModel(jittered(train_set) if jitter == "all" else train_set, teacher=[teacher] * teachers,
+                      student=student,
                       temperature=temperature, lr=lr, alpha=alpha, batch_size=batch_size, device=device, seed=seed)
     teacher_loader = make_loader(jittered(train_set), batch_size, True, seed) if jitter == "teacher" else None
     scratch = copy.deepcopy(kd.student)  # same initial weights as the distilled student: a fair baseline
     stages = Stages(kd, make_loader(test_set, 256), seed)
+    ensemble = Ensemble(kd.teachers) if teachers > 1 else kd.teacher
     teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs, ck["teacher"], teacher_loader),
-                             kd.teacher)
+                             ensemble)
     scratch_acc = stages.run("student_scratch", lambda: fit(scratch, kd.loader, epochs, lr=lr, device=kd.device,
                                                              desc="scratch", checkpoint=ck["scratch"]), scratch)
     distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs, ck["distilled"]), kd.student)
     report = {
         "dataset": dataset,
-        "teacher": {"model": teacher, "params": count_parameters(kd.teacher), "accuracy": teacher_acc},
+        "teacher": {"model": teacher, "count": teachers, "params": count_parameters(ensemble), "accuracy": teacher_acc,
+                    "members": [evaluate(t, stages.test_loader, kd.device) for t in kd.teachers]},
         "student_scratch": {"model": student, "params": count_parameters(scratch), "accuracy": scratch_acc},
         "student_distilled": {"model": student, "accuracy": distilled_acc,
                               "float32_bytes": 4 * count_parameters(kd.student)},
@@ -102,7 +114,7 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
                  temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64,
                  sensitivities=SENSITIVITIES, retrain_epochs=8, conv_bits=8, fc_bits=4,
                  finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
-                 resume=False, jitter="teacher"):
+                 resume=False, jitter="teacher", teachers=TEACHERS):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
 
     The retraining and fine-tuning keep the distillation loss, so the teacher guides the student throughout.
@@ -120,7 +132,8 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     start = time.perf_counter()
     out = Path(out)
     report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,
-                                          lr, batch_size, device, seed, root, out / "checkpoints", resume, jitter)
+                                          lr, batch_size, device, seed, root, out / "checkpoints", resume, jitter,
+                                          teachers)
     with distributed.output_folder(out) as folder:
         report, reloaded, table = _compress(report, kd, stages, folder, sensitivities, retrain_epochs, lr, conv_bits,
                                             fc_bits, finetune_epochs, finetune_lr)
@@ -165,7 +178,10 @@ def _compress(report, kd, stages, out, sensitivities, retrain_epochs, lr, conv_b
 
 
 def _checkpoints(folder, resume, names):
-    """{name: FOLDER/name.pt, or None without a folder}; without `resume`, old checkpoints there are removed."""
+    """{name: FOLDER/name.pt, or None without a folder}; without `resume`, old checkpoints there are removed.
+
+    Several teachers save to FOLDER/teacher_1.pt, teacher_2.pt, … (DistillModel.train_teacher); those go too.
+    """
     if folder is None:
         return dict.fromkeys(names)
     paths = {name: Path(folder) / f"{name}.pt" for name in names}
@@ -173,7 +189,8 @@ def _checkpoints(folder, resume, names):
         Path(folder).mkdir(parents=True, exist_ok=True)
         if not resume:
             for path in paths.values():
-                path.unlink(missing_ok=True)
+                for old in (path, *path.parent.glob(f"{path.stem}_*.pt")):
+                    old.unlink(missing_ok=True)
     distributed.barrier()  # no process looks for a checkpoint before rank 0 has removed the old ones
     return paths
 

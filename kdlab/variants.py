@@ -156,3 +156,18 @@ def multi_teacher_loss(student_logits, teacher_logits, labels, temperature=5.0, 
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1), p, reduction="batchmean")
     hard = F.cross_entropy(student_logits, labels)
     return alpha * temperature**2 * soft + (1 - alpha) * hard
+
+
+class Ensemble(nn.Module):
+    """Several models as one: the log of the mean of their probabilities (Hinton et al. section 1)."""
+
+    def __init__(self, models):
+        super().__init__()
+        if not isinstance(models, (list, tuple, nn.ModuleList)) or not models or \
+                not all(isinstance(m, nn.Module) for m in models):
+            raise ValueError(f"models must be a non-empty list of nn.Module, got {models!r:.80}")
+        self.members = nn.ModuleList(models)
+
+    def forward(self, x):
+        """log((1/K) sum_k softmax(z_k)): log-probabilities, usable wherever logits are."""
+        return average_soft_targets([member(x) for member in self.members]).log()

@@ -28,7 +28,9 @@ def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
     assert report["student_distilled"]["float32_bytes"] == 4 * report["student_scratch"]["params"]
     assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "report.json"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher_1.pt",
+                                                                     "teacher_2.pt", "teacher_3.pt"]
+    assert report["teacher"]["count"] == 3 and len(report["teacher"]["members"]) == 3
 
 
 def test_several_seeds_print_each_run_and_the_summary(tmp_path):

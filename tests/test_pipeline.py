@@ -12,9 +12,9 @@ KEYS = {"dataset", "teacher", "student_scratch", "student_distilled", "compresse
 
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory):
-    """The main job (`make run`) at its defaults but for fewer epochs: lenet5 teacher, lenet300 student, mnist5k."""
+    """The main job (`make run`) at its defaults but for fewer epochs: 3 lenet5 teachers, lenet300 student, mnist5k."""
     out = tmp_path_factory.mktemp("pipeline")
-    report, reloaded = run_pipeline(out=out, teacher_epochs=20, epochs=40)
+    report, reloaded = run_pipeline(out=out, teacher_epochs=10, epochs=40)
     return report, reloaded, out
 
 
@@ -22,6 +22,8 @@ def test_the_main_job_distils_compresses_and_reloads(main_job):
     report, reloaded, out = main_job
     assert KEYS <= set(report)
     assert report["teacher"]["accuracy"] > 0.96  # trained on jittered views
+    assert report["teacher"]["count"] == 3 and len(report["teacher"]["members"]) == 3
+    assert report["teacher"]["params"] == 3 * kdlab.count_parameters(kdlab.build_model("lenet5"))
     assert report["teacher"]["accuracy"] > report["student_scratch"]["accuracy"] + 0.01
     # one seed cannot show the distillation gain (kdlab.run_seeds measures it); it must not break the student
     assert report["student_distilled"]["accuracy"] > report["student_scratch"]["accuracy"] - 0.01
@@ -46,17 +48,32 @@ def test_the_stages_and_the_files_written(main_job):
     assert sizes["finetuned"] == sizes["reloaded"] == report["compressed"]["file_bytes"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "journey.png", "report.json", "report.md",
                                                      "student.kdz"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher_1.pt",
+                                                                     "teacher_2.pt", "teacher_3.pt"]
     assert json.loads((out / "report.json").read_text()) == report
     text = (out / "report.md").read_text()
     assert "| finetuned |" in text and "compress rate" in text
     assert (out / "journey.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_teacher_stage_is_the_ensemble_of_the_teachers(tmp_path):
+    report, kd, stages = run_distillation("digits", "mlp100", "mlp30", teacher_epochs=2, epochs=1, teachers=2,
+                                          checkpoints=tmp_path)
+    first = [next(t.parameters()) for t in kd.teachers]
+    assert len(first) == 2 and not torch.equal(*first)  # each teacher from its own initial weights
+    ensemble = kdlab.Ensemble(kd.teachers)
+    assert report["teacher"]["accuracy"] == kdlab.evaluate(ensemble, stages.test_loader, "cpu")
+    assert report["teacher"]["members"] == [kdlab.evaluate(t, stages.test_loader, "cpu") for t in kd.teachers]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["distilled.pt", "scratch.pt", "teacher_1.pt", "teacher_2.pt"]
+    run_distillation("digits", "mlp100", "mlp30", teacher_epochs=1, epochs=1, teachers=1, checkpoints=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["distilled.pt", "scratch.pt", "teacher.pt"]  # no stale
+
+
 def test_run_distillation_alone(tmp_path):
-    report, kd, stages = run_distillation("digits", "mlp100", "mlp30", teacher_epochs=2, epochs=2)
+    report, kd, stages = run_distillation("digits", "mlp100", "mlp30", teacher_epochs=2, epochs=2, teachers=1)
     assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled"]
     assert report["stages"] is stages.rows and isinstance(kd.student, torch.nn.Module)
+    assert report["teacher"]["count"] == 1 and report["teacher"]["members"] == [report["teacher"]["accuracy"]]
     path = write_report(report, tmp_path / "out")
     assert json.loads(path.read_text()) == report
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.json"]

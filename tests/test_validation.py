@@ -346,6 +346,10 @@ TABLE = [
     ("run_distillation device", lambda: _distillation(device="gpu7"), r"^device must be 'auto', 'cpu'"),
     ("run_distillation jitter", lambda: _distillation(jitter="yes"), r"^jitter must be one of teacher, all, none, got"),
     ("run_pipeline jitter", lambda: _pipeline(jitter=True), r"^jitter must be one of teacher, all, none, got True"),
+    ("run_distillation teachers=0", lambda: _distillation(teachers=0), r"^teachers must be an integer >= 1, got 0"),
+    ("run_pipeline teachers=2.0", lambda: _pipeline(teachers=2.0), r"^teachers must be an integer >= 1, got 2\.0"),
+    ("Ensemble []", lambda: kdlab.Ensemble([]), r"^models must be a non-empty list of nn.Module, got \[\]"),
+    ("Ensemble of a tensor", lambda: kdlab.Ensemble([torch.ones(2)]), r"^models must be a non-empty list of nn.Modu"),
 
     # augmentation and seeds
     ("jitter degrees", lambda: kdlab.jitter(kdlab.ArrayDataset(X, Y, 10), degrees=200),

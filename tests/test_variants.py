@@ -10,8 +10,8 @@ from torch import nn
 
 import kdlab
 from kdlab.distill import DistillModel
-from kdlab.variants import (average_soft_targets, hint_loss, hint_regressor, multi_teacher_loss, rkd_angle_loss,
-                            rkd_distance_loss)
+from kdlab.variants import (Ensemble, average_soft_targets, hint_loss, hint_regressor, multi_teacher_loss,
+                            rkd_angle_loss, rkd_distance_loss)
 
 
 def _randn(*shape, seed=0):
@@ -126,6 +126,15 @@ def test_multi_teacher_loss_against_the_kl_to_the_mean_probabilities():
     assert got == pytest.approx(alpha * T**2 * kl + (1 - alpha) * ce, rel=1e-12)
     logit_mean = kdlab.distillation_loss(s, (t1 + t2) / 2, y, T, alpha).item()
     assert abs(got - logit_mean) > 1e-3  # averaging logits would be another loss
+
+
+def test_an_ensemble_gives_the_log_of_its_members_mean_probabilities():
+    members = [nn.Linear(4, 3).double() for _ in range(3)]
+    x = _randn(5, 4)
+    expected = torch.stack([F.softmax(m(x), 1) for m in members]).mean(0).log()
+    assert torch.allclose(Ensemble(members)(x), expected, atol=1e-12)
+    assert torch.allclose(Ensemble(members[:1])(x), F.log_softmax(members[0](x), 1), atol=1e-12)
+    assert len(list(Ensemble(members).parameters())) == 6
 
 
 def test_multi_teacher_loss_with_identical_teachers_is_the_single_teacher_loss():
