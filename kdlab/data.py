@@ -21,7 +21,12 @@ class ArrayDataset(Dataset):
 
     def __init__(self, images, labels, num_classes=None):
         images = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        labels = np.asarray(labels)
+        whole = labels.dtype.kind == "f" and bool(np.isfinite(labels).all() and (labels == np.round(labels)).all())
+        if labels.dtype.kind not in "iu" and not whole:  # 3.0 is class 3; 2.5 is no class
+            raise ValueError(f"labels must be integer class indices, got {labels.dtype} values such as "
+                             f"{labels.reshape(-1)[:3].tolist()}")
+        labels = torch.as_tensor(labels, dtype=torch.long)
         if images.ndim < 2:
             raise ValueError(f"images must have at least 2 dimensions (examples, ...), got shape {tuple(images.shape)}")
         if len(images) != len(labels):

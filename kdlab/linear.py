@@ -194,7 +194,11 @@ def calibrate(model, calibration_data, observer="minmax"):
     model.eval()
     try:
         for inputs in batches:
-            model(inputs.to(device))
+            try:
+                model(inputs.to(device))
+            except RuntimeError as error:  # a shape or dtype the model does not take
+                raise ValueError(f"calibration_data must hold inputs the model accepts, got a batch of shape "
+                                 f"{tuple(inputs.shape)}: {error}") from error
     finally:
         model.train(was_training)
         for handle in handles:

@@ -40,6 +40,15 @@ def current_weight(module):
     return module.weight.detach()
 
 
+def check_finite_weights(named_modules):
+    """Raise ValueError if any of the (name, module) pairs has a NaN or infinite weight: it would decide a threshold."""
+    for name, module in named_modules:
+        bad = int((~torch.isfinite(current_weight(module))).sum())
+        if bad:
+            raise ValueError(f"model must have finite weights to be pruned: layer {name} has {bad} NaN or infinite "
+                             f"weight(s)")
+
+
 def _is_sensitivity(value):
     """True if `value` is a number >= 0 (NaN is not)."""
     return is_number(value) and value >= 0
@@ -64,8 +73,10 @@ def prune_by_std(model, sensitivity, layers=None):
     """
     if not _is_sensitivity(sensitivity):
         raise ValueError(f"sensitivity must be >= 0, got {sensitivity!r}")
+    chosen = prunable_layers(model, layers)
+    check_finite_weights(chosen)  # before any layer is pruned: a bad model is refused whole
     thresholds = {}
-    for name, module in prunable_layers(model, layers):
+    for name, module in chosen:
         weight = current_weight(module)
         threshold = sensitivity * weight.std().item() if weight.numel() > 1 else 0.0
         prune.custom_from_mask(module, "weight", weight.abs() >= threshold)
@@ -77,7 +88,9 @@ def prune_by_fraction(model, amount, layers=None):
     """Prune the `amount` fraction (0..1) of smallest-magnitude weights in each layer (L1 unstructured)."""
     if not is_number(amount) or not 0 <= amount <= 1:
         raise ValueError(f"amount must be in [0, 1], got {amount!r}")
-    for _, module in prunable_layers(model, layers):
+    chosen = prunable_layers(model, layers)
+    check_finite_weights(chosen)
+    for _, module in chosen:
         prune.l1_unstructured(module, "weight", amount=float(amount))
     return model
 

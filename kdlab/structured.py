@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .checks import is_number
-from .prune import PRUNABLE, clone_model, current_weight, remove_masks
+from .prune import PRUNABLE, check_finite_weights, clone_model, current_weight, remove_masks
 
 PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout,
                 nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten)
@@ -180,7 +180,9 @@ def prune_channels(model, amount, layers=None):
     `kdlab_architecture` (it is no longer build_model's architecture): pass it as load_compressed's `model`.
     """
     check_amount(amount)
-    chosen = _chosen(prunable_channels(model), layers)
+    paths = prunable_channels(model)
+    chosen = _chosen(paths, layers)
+    check_finite_weights((name, getattr(*paths[name][:2])) for name in chosen)
     new = remove_masks(clone_model(model))
     vars(new).pop("kdlab_architecture", None)
     paths = prunable_channels(new)

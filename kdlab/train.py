@@ -12,25 +12,37 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
-from .checks import check_module, is_int, is_number
+from .checks import check_labels, check_module, is_int, is_number
 
 OPTIMIZERS = ("adam", "sgd")
 
 
 def get_device(device="auto"):
     """Return a torch.device: "auto" picks cuda (under torchrun GPU LOCAL_RANK), then mps, then cpu."""
-    if isinstance(device, torch.device):
-        return device
-    if device != "auto":
+    if isinstance(device, torch.device) or device != "auto":
         try:
-            return torch.device(device)
+            chosen = torch.device(device)
         except (RuntimeError, TypeError) as error:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'mps' or 'cuda:N', got {device!r}") from error
+        _check_available(chosen)
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda", distributed.local_rank()) if distributed.launched() else torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_available(device):
+    """Raise ValueError if `device` is a CUDA or MPS device this machine does not have."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device must be one this machine has: {str(device)!r} asked for, but it has "
+                             f"{count} CUDA device(s); use 'auto' or 'cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device must be one this machine has: 'mps' asked for, but MPS is not available; "
+                         "use 'auto' or 'cpu'")
 
 
 def set_seed(seed):
@@ -84,6 +96,7 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
         device="auto", desc="train", checkpoint=None, frozen=None):
     """Train `model` for `epochs` on `loader`; return one {epoch, loss, train_accuracy} per epoch.
 
+    The loader yields (inputs, labels), labels integer class indices below the model's number of outputs.
     `optimizer` is "adam", "sgd" or a torch Optimizer already holding the model's parameters;
     `loss_fn(logits, inputs, labels)` gives the loss (cross-entropy by default).
     With `checkpoint` (a path), the run is saved there after every epoch and resumed from it if it exists:
@@ -130,10 +143,11 @@ def fit(model, loader, epochs, optimizer="adam", lr=1e-3, momentum=0.9, loss_fn=
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         total_loss, correct, seen = 0.0, 0, 0
-        for batch, (inputs, labels) in enumerate(loader, 1):
-            inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        for batch, (inputs, targets) in enumerate(loader, 1):
+            inputs, labels = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = net(inputs)
+                check_labels(targets, logits.shape[1])  # classes on dim 1 (F.cross_entropy); CPU copy: no GPU wait
                 loss = loss_fn(logits, inputs, labels)
             value = loss.item()
             if not np.isfinite(value):
@@ -183,4 +197,5 @@ def predict(model, loader, device="auto"):
 def evaluate(model, loader, device="auto"):
     """Top-1 accuracy of `model` on `loader`, a fraction in [0, 1]."""
     logits, labels = predict(model, loader, device)
+    check_labels(labels, logits.shape[1])
     return int((logits.argmax(1) == labels).sum()) / len(labels)

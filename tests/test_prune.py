@@ -134,3 +134,17 @@ def test_pruning_right_after_training_reads_the_current_weights(digits):
         assert row["nonzero"] == int(torch.count_nonzero(weight))
         assert thresholds[name] == pytest.approx(weight.std().item())
         assert torch.equal(module.weight_mask.bool(), (weight.abs() >= thresholds[name]) & (weight != 0))
+
+
+@pytest.mark.parametrize("prune_fn", [lambda m: prune_by_std(m, 1.0), lambda m: prune_by_fraction(m, 0.5)])
+def test_a_nan_weight_is_refused_before_any_layer_is_pruned(prune_fn):
+    model = _model()
+    with torch.no_grad():
+        model[5].weight[3, 7] = float("nan")  # the last layer: the earlier ones would be pruned first
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"^model must have finite weights to be pruned: layer 5 has 1 NaN"):
+        prune_fn(model)
+    assert not any(torch_prune.is_pruned(m) for _, m in prunable_layers(model))
+    after = model.state_dict()  # nothing changed: the same tensors, the NaN where it was
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], rtol=0, atol=0, equal_nan=True) for k in before)

@@ -32,6 +32,19 @@ def _loader(dataset=None):
     return kdlab.make_loader(dataset if dataset is not None else kdlab.ArrayDataset(X, Y, 10), 10)
 
 
+def _nan_model(value=NAN, layer=3):
+    """_model() with one bad weight in a layer: "1" the hidden one, "3" the last."""
+    model = _model()
+    with torch.no_grad():
+        model[layer].weight[0, 0] = value
+    return model
+
+
+def _labelled(labels):
+    """A loader of X with these labels, as a TensorDataset keeps them (no ArrayDataset check on the way)."""
+    return kdlab.make_loader(torch.utils.data.TensorDataset(X, labels), 10)
+
+
 def _shared():
     return kdlab.share_weights(_model(), 2)
 
@@ -229,6 +242,14 @@ TABLE = [
     ("prune_by_std layers", lambda: kdlab.prune_by_std(_model(), 1, layers=["fc9"]),
      r"^layers must name Linear or Conv2d layers of the model \(1, 3\), got fc9"),
     ("prune_by_std model", lambda: kdlab.prune_by_std("mlp30", 1), r"^model must be a torch\.nn\.Module"),
+    ("prune_by_std NaN weight", lambda: kdlab.prune_by_std(_nan_model(), 1.0),
+     r"^model must have finite weights to be pruned: layer 3 has 1 NaN or infinite weight\(s\)"),
+    ("prune_by_fraction inf weight", lambda: kdlab.prune_by_fraction(_nan_model(math.inf), 0.5),
+     r"^model must have finite weights to be pruned: layer 3 has 1 NaN"),
+    ("iterative_prune NaN weight", lambda: kdlab.iterative_prune(_nan_model(), _loader(), [1.0], 0),
+     r"^model must have finite weights to be pruned: layer 3"),
+    ("prune_channels -inf weight", lambda: kdlab.prune_channels(_nan_model(-math.inf, 1), 0.5),
+     r"^model must have finite weights to be pruned: layer 1 has 1 NaN"),
     ("prune_by_fraction 1.5", lambda: kdlab.prune_by_fraction(_model(), 1.5), r"^amount must be in \[0, 1\]"),
     ("prune_by_fraction -0.1", lambda: kdlab.prune_by_fraction(_model(), -0.1), r"^amount must be in \[0, 1\]"),
     ("prune_by_fraction NaN", lambda: kdlab.prune_by_fraction(_model(), NAN), r"^amount must be in \[0, 1\]"),
@@ -312,6 +333,25 @@ TABLE = [
     ("fit momentum", lambda: kdlab.fit(_model(), _loader(), 1, "sgd", momentum=1.5), r"^momentum must be in \[0, 1\)"),
     ("fit device", lambda: kdlab.fit(_model(), _loader(), 1, device="gpu7"), r"^device must be 'auto', 'cpu'"),
     ("fit model", lambda: kdlab.fit("mlp30", _loader(), 1), r"^model must be a torch\.nn\.Module"),
+    ("fit float labels", lambda: kdlab.fit(_model(), _labelled(Y.float()), 1), r"^labels must be integer class indic"),
+    ("fit label 10 of 10", lambda: kdlab.fit(_model(), _labelled(Y + 1), 1),
+     r"^labels must be class indices in 0\.\.9 \(the model has 10 outputs\), got labels from 1 to 10"),
+    ("evaluate label -1", lambda: kdlab.evaluate(_model(), _labelled(Y - 1)),
+     r"^labels must be class indices in 0\.\.9"),
+    ("evaluate bool labels", lambda: kdlab.evaluate(_model(), _labelled(Y > 4)), r"^labels must be integer class"),
+    ("ArrayDataset labels 2.5", lambda: kdlab.ArrayDataset(np.zeros((2, 4)), [0, 2.5]),
+     r"^labels must be integer class indices, got float64 values such as \[0\.0, 2\.5\]"),
+    ("DistillModel labels NaN", lambda: _kd(hard_labels=Y.float().where(Y > 0, NAN)), r"^labels must be integer cl"),
+    ("get_device cuda", lambda: kdlab.get_device("cuda"), r"^device must be one this machine has: 'cuda' asked",
+     pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    ("get_device cuda:7", lambda: kdlab.get_device(torch.device("cuda", 7)), r"^device must be one this machine has",
+     pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has 8 GPUs")),
+    ("get_device mps", lambda: kdlab.get_device("mps"), r"^device must be one this machine has: 'mps' asked for",
+     pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")),
+    ("fit cuda", lambda: kdlab.fit(_model(), _loader(), 1, device="cuda:7"), r"^device must be one this machine has"),
+    ("quantize_model calibration shape", lambda: kdlab.quantize_model(_model(), scheme="linear",
+                                                                        calibration_data=torch.ones(4, 3, 5)),
+     r"^calibration_data must hold inputs the model accepts, got a batch of shape \(4, 3, 5\)"),
     ("evaluate empty loader", lambda: kdlab.evaluate(_model(), _loader(EMPTY)), r"^loader is empty"),
     ("evaluate device", lambda: kdlab.evaluate(_model(), _loader(), "gpu7"), r"^device must be 'auto', 'cpu'"),
     ("predict empty loader", lambda: kdlab.predict(_model(), _loader(EMPTY)), r"^loader is empty"),
