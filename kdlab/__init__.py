@@ -11,6 +11,7 @@ from .kmeans import init_centroids, kmeans_1d
 from .linear import LinearQuantizedLayer, calibrate
 from .lowrank import factorize_linear, low_rank, rank_for_energy
 from .models import MODELS, build_model, count_parameters
+from .params import list_parameter
 from .multiseed import run_seeds, summarize
 from .prune import (clone_model, current_weight, iterative_prune, l1_penalty, prunable_layers, prune_by_fraction,
                     prune_by_std, remove_masks, sparsity)
@@ -30,7 +31,7 @@ __all__ = [
     "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel", "Ensemble",
     "encode_positions", "evaluate", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
     "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "jitter",
-    "kmeans_1d", "l1_penalty", "LinearQuantizedLayer", "load_compressed", "load_dataset", "low_rank", "make_loader",
+    "kmeans_1d", "l1_penalty", "LinearQuantizedLayer", "list_parameter", "load_compressed", "load_dataset", "low_rank", "make_loader",
     "make_optimizer", "mean_sd", "MODELS", "multi_teacher_loss", "OFFLINE_DATASETS", "paired_interval",
     "parse_seeds", "predict", "prepare_qat", "prunable_layers", "prune_by_fraction", "prune_by_std",
     "prune_channels", "quantize_model", "QuantizedLayer", "rank_for_energy", "read_compressed", "remove_masks",
