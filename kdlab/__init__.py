@@ -5,7 +5,7 @@ from .codebook import (QuantizedLayer, dequantize_model, finetune_codebook, quan
 from .container import load_compressed, read_compressed, save_compressed
 from .data import DATASETS, OFFLINE_DATASETS, ArrayDataset, dataset_info, load_dataset, make_loader
 from .distill import DistillModel, distillation_loss, soft_targets
-from .errors import CompressedFormatError
+from .errors import CompressedFormatError, UncompressedWeightWarning
 from .huffman import canonical_codes, huffman_code_lengths, huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
 from .linear import LinearQuantizedLayer, calibrate
@@ -36,5 +36,5 @@ __all__ = [
     "parse_seeds", "predict", "prepare_qat", "prunable_layers", "prune_by_fraction", "prune_by_std",
     "prune_channels", "quantize_model", "QuantizedLayer", "rank_for_energy", "read_compressed", "remove_masks",
     "rkd_angle_loss", "rkd_distance_loss", "run_seeds", "save_compressed", "set_seed", "share_weights",
-    "shared_layers", "soft_targets", "sparsity", "summarize",
+    "shared_layers", "soft_targets", "sparsity", "summarize", "UncompressedWeightWarning",
 ]

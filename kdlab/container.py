@@ -29,16 +29,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 from torch import nn
 
 from .checks import check_module
 from .codebook import QuantizedLayer, dequantize_model, shared_layers
-from .errors import CompressedFormatError
+from .errors import CompressedFormatError, UncompressedWeightWarning
 from .files import atomic_write
 from .huffman import huffman_decode, huffman_encode
 from .models import build_model
@@ -105,6 +107,39 @@ def _smallest(encode, stored, fixed):
     return min(((bits, encode(bits)) for bits in _widths(stored, fixed)), key=lambda found: sum(map(len, found[1])))
 
 
+def _torchvision_architecture(model):
+    """{"torchvision": builder name, "num_classes": n} if a torchvision builder makes `model`'s tensors, else None.
+
+    The candidates are the builders of the model's own torchvision module (resnet18 … wide_resnet101_2 for a
+    ResNet); each is built on the "meta" device, without memory, with the classes of the model's last Linear
+    layer, and the first whose state_dict has the model's names and shapes is recorded.
+    """
+    module = type(model).__module__
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not module.startswith("torchvision.models.") or not linears:
+        return None
+    shapes = [(k, v.shape) for k, v in model.state_dict().items()]
+    classes = linears[-1].out_features
+    for name in torchvision.models.list_models(module=torchvision.models):
+        if torchvision.models.get_model_builder(name).__module__ != module:
+            continue
+        with torch.device("meta"):
+            candidate = torchvision.models.get_model(name, weights=None, num_classes=classes)
+        if [(k, v.shape) for k, v in candidate.state_dict().items()] == shapes:
+            return {"torchvision": name, "num_classes": classes}
+    return None
+
+
+def _warn_float_weights(model, entries):
+    """Warn, naming them, about the weight tensors (2 or more dimensions) stored as raw floats."""
+    types = {name: type(module).__name__ for name, module in model.named_modules()}
+    raw = [f"{e['name']} ({types.get(e['name'].rpartition('.')[0], '?')}, {e['blobs'][0]:,} B)" for e in entries
+           if e["kind"] == "plain" and len(e["shape"]) >= 2 and DTYPES[e["dtype"]].is_floating_point]
+    if raw:
+        warnings.warn(f"save_compressed stored {len(raw)} weight tensor(s) as raw floats, neither shared, quantized "
+                      f"nor pruned: {', '.join(raw)}", UncompressedWeightWarning, stacklevel=3)
+
+
 def save_compressed(model, path, position_bits=None):
     """Write `model` as one .kdz file at `path` (atomically); return the file's size in bytes.
 
@@ -112,7 +147,9 @@ def save_compressed(model, path, position_bits=None):
     Huffman-coded indices and relative positions; everything else (biases, BatchNorm, float layers) as raw
     tensors. Each layer's relative-index field width is the one that makes it smallest; `position_bits`
     fixes it instead for "conv" and/or "fc" layers (the paper's: {"conv": 8, "fc": 5}).
-    Models made by `build_model` record their architecture, so `load_compressed(path)` can rebuild them.
+    Models made by `build_model`, and torchvision models, record their architecture, so `load_compressed(path)`
+    can rebuild them. Weight tensors stored as raw floats (layers nothing compressed) are named in an
+    UncompressedWeightWarning.
     """
     check_module(model)
     if not isinstance(path, (str, os.PathLike)):
@@ -149,8 +186,9 @@ def save_compressed(model, path, position_bits=None):
         entry["blobs"] = [len(part) for part in parts]
         entries.append(entry)
         blobs += parts
-    header = zlib.compress(json.dumps({"architecture": getattr(model, "kdlab_architecture", None),
-                                       "tensors": entries}).encode(), 9)
+    _warn_float_weights(model, entries)
+    architecture = getattr(model, "kdlab_architecture", None) or _torchvision_architecture(plain)
+    header = zlib.compress(json.dumps({"architecture": architecture, "tensors": entries}).encode(), 9)
     body = MAGIC + bytes([VERSION]) + len(header).to_bytes(4, "big") + header + b"".join(blobs)
     atomic_write(path, body + zlib.crc32(body).to_bytes(4, "big"))
     return len(body) + 4
@@ -238,8 +276,8 @@ def load_compressed(path, model=None):
     architecture, entries, _ = read_compressed(path)
     if model is None:
         if architecture is None:
-            raise ValueError(f"{path} does not record an architecture (its model was not made by build_model): "
-                             "pass model=, a network of the same architecture")
+            raise ValueError(f"{path} does not record an architecture (its model was made neither by build_model "
+                             "nor by a torchvision builder): pass model=, a network of the same architecture")
         try:
             with torch.device("meta"):
                 _check_shapes(path, _build(architecture), entries)
@@ -255,7 +293,10 @@ def load_compressed(path, model=None):
 
 
 def _build(architecture):
-    """The network build_model makes from a file's recorded architecture."""
+    """The network that build_model, or the torchvision builder, makes from a file's recorded architecture."""
+    if "torchvision" in architecture:
+        return torchvision.models.get_model(architecture["torchvision"], weights=None,
+                                            num_classes=architecture["num_classes"])
     return build_model(architecture["name"], architecture["num_classes"], architecture["in_shape"])
 
 

@@ -1,10 +1,12 @@
 import json
 import os
+import warnings
 import zlib
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 import kdlab
@@ -44,7 +46,9 @@ def test_loaded_network_gives_the_saved_networks_outputs(tmp_path, name):
 def test_quantized_and_float_models_round_trip(tmp_path):
     kdlab.set_seed(0)
     model = kdlab.build_model("lenet5")
-    save_compressed(model, tmp_path / "float.kdz")
+    with pytest.warns(kdlab.UncompressedWeightWarning, match=r"stored 4 weight tensor\(s\) as raw floats.*: "
+                                                             r"0\.weight \(Conv2d, 2,000 B\), 2\.weight \(Conv2d"):
+        save_compressed(model, tmp_path / "float.kdz")
     assert torch.equal(_outputs(load_compressed(tmp_path / "float.kdz")), _outputs(model))
     quantized = kdlab.quantize_model(model, 4)
     save_compressed(quantized, tmp_path / "q.kdz")
@@ -68,6 +72,45 @@ def test_a_model_without_recorded_architecture_needs_model(tmp_path):
     target = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     load_compressed(tmp_path / "m.kdz", model=target)
     assert torch.equal(_outputs(target, (1, 8, 8)), _outputs(model, (1, 8, 8)))
+
+
+@pytest.mark.parametrize("build, name", [(lambda: torchvision.models.resnet18(num_classes=10), "resnet18"),
+                                         (lambda: torchvision.models.mobilenet_v2(num_classes=7), "mobilenet_v2")])
+def test_a_torchvision_model_is_rebuilt_by_name(tmp_path, build, name):
+    torch.manual_seed(0)
+    model = build()
+    kdlab.prune_by_std(model, 1.0)
+    shared = kdlab.share_weights(model, 5).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kdlab.UncompressedWeightWarning)  # every conv and fc weight is compressed
+        save_compressed(shared, tmp_path / "m.kdz")
+    architecture, _, _ = read_compressed(tmp_path / "m.kdz")
+    assert architecture == {"torchvision": name, "num_classes": 10 if name == "resnet18" else 7}
+    loaded = load_compressed(tmp_path / "m.kdz")  # no model= needed
+    assert type(loaded) is type(model) and torch.equal(_outputs(loaded, (3, 32, 32)), _outputs(shared, (3, 32, 32)))
+
+
+def test_a_changed_torchvision_model_records_no_architecture(tmp_path):
+    model = torchvision.models.resnet18(num_classes=10)
+    model.conv1 = nn.Conv2d(1, 64, 3, padding=1, bias=False)  # no builder makes this: model= is needed
+    save_compressed(kdlab.share_weights(model, 2), tmp_path / "m.kdz")
+    assert read_compressed(tmp_path / "m.kdz")[0] is None
+    with pytest.raises(ValueError, match=r"made neither by build_model nor by a torchvision builder\): pass model="):
+        load_compressed(tmp_path / "m.kdz")
+
+
+def test_weights_left_as_floats_are_named_in_a_warning(tmp_path):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    model = nn.Sequential(nn.Embedding(100, 32), nn.TransformerEncoder(layer, 1), nn.LSTM(32, 16))
+    with pytest.warns(kdlab.UncompressedWeightWarning) as caught:
+        save_compressed(kdlab.share_weights(model, 4), tmp_path / "m.kdz")
+    message = str(caught[0].message)
+    assert message.startswith("save_compressed stored 4 weight tensor(s) as raw floats")
+    for named in ("0.weight (Embedding, 12,800 B)", "1.layers.0.self_attn.in_proj_weight (MultiheadAttention",
+                  "2.weight_ih_l0 (LSTM, 8,192 B)", "2.weight_hh_l0 (LSTM, 4,096 B)"):
+        assert named in message
+    assert "linear1" not in message and "out_proj" not in message  # Linear layers were shared
 
 
 def test_a_model_of_another_architecture_is_refused(tmp_path):
@@ -251,7 +294,8 @@ def test_read_compressed_gives_the_entries(small_file):
 def test_a_pruned_float_model_is_stored_sparse_and_exactly(tmp_path):
     kdlab.set_seed(0)
     model = kdlab.build_model("lenet5")
-    dense = save_compressed(model, tmp_path / "dense.kdz")
+    with pytest.warns(kdlab.UncompressedWeightWarning):
+        dense = save_compressed(model, tmp_path / "dense.kdz")
     kdlab.prune_by_std(model, 1.5)
     sparse = save_compressed(model, tmp_path / "sparse.kdz")
     _, entries, _ = read_compressed(tmp_path / "sparse.kdz")
