@@ -189,7 +189,7 @@ def float_layer(layer):
     return make_float_layer(kind, tuple(layer.weight.shape), options, current_weight(layer), bias)
 
 
-def _replace(model, make):
+def replace_layers(model, make):
     """A copy of `model` in which each layer that make(name, layer) maps to a module is replaced by it.
 
     The copied layers are replaced, never changed in place: copies of a parametrized module share its
@@ -249,20 +249,20 @@ def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_ch
                              "'linear' and 'log' schemes")
         model = dequantize_model(model)
         per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)
-        return _replace(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init, seed)
-                        if name in per_layer else None)
+        return replace_layers(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init, seed)
+                              if name in per_layer else None)
     ranges = input_ranges(model)
     model = dequantize_model(model)
     per_layer = _bits_per_layer(model, bits, MAX_BITS, MIN_BITS)
     if calibration_data is not None:
         ranges = calibrate(model, calibration_data, observer)
-    return _replace(model, lambda name, layer: LinearQuantizedLayer(layer, per_layer[name], scheme, per_channel,
-                                                                    ranges.get(name))
-                    if name in per_layer else None)
+    return replace_layers(model, lambda name, layer: LinearQuantizedLayer(layer, per_layer[name], scheme, per_channel,
+                                                                          ranges.get(name))
+                          if name in per_layer else None)
 
 
 def dequantize_model(model):
     """A copy of `model` as an ordinary float network: quantized layers (any scheme) back to nn.Linear/nn.Conv2d,
     shared weights, pruning masks and QAT fake quantization folded into plain weight tensors."""
-    return _replace(model, lambda name, layer: float_layer(layer)
-                    if isinstance(layer, (QuantizedLayer, LinearQuantizedLayer, *PRUNABLE)) else None)
+    return replace_layers(model, lambda name, layer: float_layer(layer)
+                          if isinstance(layer, (QuantizedLayer, LinearQuantizedLayer, *PRUNABLE)) else None)

@@ -5,12 +5,15 @@ Byte layout (integers big-endian):
     8 bytes      magic b"\\x89KDZ\\r\\n\\x1a\\n" (PNG-style: catches text-mode and 7-bit damage)
     1 byte       format version (1)
     4 bytes      length of the header
-    header       zlib-compressed JSON: {"architecture": build_model's arguments or null,
-                 "tensors": [entry, ...]}, one entry per state_dict tensor of the float network, in order
+    header       zlib-compressed JSON: {"architecture": build_model's arguments, {"torchvision": builder name,
+                 "num_classes": n} or null, "tensors": [entry, ...], and if any, "linear": {layer: {"bits",
+                 "scheme", "per_channel", "input"}}}, one entry per state_dict tensor of the network as stored
     blobs        each entry's byte strings, in entry order, with the lengths its "blobs" list gives
     4 bytes      zlib.crc32 of everything before
 
-A "plain" entry (biases, BatchNorm, dense layers) holds one blob, the tensor's raw little-endian bytes.
+A "plain" entry (biases, BatchNorm, dense layers) holds one blob, the tensor's raw little-endian bytes. A
+linear- or log-quantized layer (LinearQuantizedLayer) is stored as its own tensors, plain: its bit-packed
+integer codes (uint8), its scales (or exponent offsets) and its input quantization; "linear" names it.
 A "sparse" entry (a pruned float32 layer without a codebook) holds two: the float32 values of its stored
 entries and their Huffman-coded relative positions. A "codebook" entry holds three: the float32 codebook,
 the Huffman-coded relative positions of the stored weights (sparse.encode_positions, `position_bits` per
@@ -39,10 +42,11 @@ import torchvision
 from torch import nn
 
 from .checks import check_module
-from .codebook import QuantizedLayer, dequantize_model, shared_layers
+from .codebook import QuantizedLayer, dequantize_model, replace_layers, shared_layers
 from .errors import CompressedFormatError, UncompressedWeightWarning
 from .files import atomic_write
 from .huffman import huffman_decode, huffman_encode
+from .linear import LinearQuantizedLayer
 from .models import build_model
 from .prune import prunable_layers
 from .sparse import decode_positions, encode_positions
@@ -50,7 +54,8 @@ from .sparse import decode_positions, encode_positions
 MAGIC, VERSION = b"\x89KDZ\r\n\x1a\n", 1
 PREAMBLE = len(MAGIC) + 1 + 4
 DTYPES = {str(t).removeprefix("torch."): t for t in (torch.float32, torch.float64, torch.float16, torch.bfloat16,
-                                                        torch.int64, torch.int32, torch.uint8, torch.bool)}
+                                                        torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8,
+                                                        torch.bool)}
 
 
 def codebook_layers(model):
@@ -130,6 +135,26 @@ def _torchvision_architecture(model):
     return None
 
 
+def _linear_layers(model):
+    """{layer name: its settings} of the LinearQuantizedLayers (linear or log scheme) of `model`."""
+    return {name: {"bits": module.bits, "scheme": module.scheme, "per_channel": module.per_channel,
+                   "input": module.input_scale is not None}
+            for name, module in model.named_modules() if isinstance(module, LinearQuantizedLayer)}
+
+
+def _with_linear_layers(model, settings):
+    """The float `model`, or a copy whose layers named in `settings` are LinearQuantizedLayers of those settings.
+
+    Their stored buffers (integer codes, scales, input quantization) are placeholders until a state_dict is loaded.
+    """
+    def make(name, layer):
+        if name not in settings:
+            return None
+        s = settings[name]
+        return LinearQuantizedLayer(layer, s["bits"], s["scheme"], s["per_channel"], (0.0, 1.0) if s["input"] else None)
+    return replace_layers(model, make) if settings else model
+
+
 def _warn_float_weights(model, entries):
     """Warn, naming them, about the weight tensors (2 or more dimensions) stored as raw floats."""
     types = {name: type(module).__name__ for name, module in model.named_modules()}
@@ -159,11 +184,14 @@ def save_compressed(model, path, position_bits=None):
                                       or not all(type(b) is int and 1 <= b <= 16 for b in position_bits.values())):
         raise ValueError(f"position_bits must map 'conv' and/or 'fc' to ints in 1..16, got {position_bits!r}")
     fixed.update(position_bits or {})
-    books = codebook_layers(model)
+    books, linear = codebook_layers(model), _linear_layers(model)
     plain = dequantize_model(model)
     kinds = {name: "fc" if isinstance(module, nn.Linear) else "conv" for name, module in prunable_layers(plain)}
+    stored_model = _with_linear_layers(plain, linear)  # their integer codes and scales are stored, not floats
+    stored_model.load_state_dict({key: tensor for key, tensor in model.state_dict().items()
+                                  if key.rpartition(".")[0] in linear}, strict=False)
     entries, blobs = [], []
-    for key, tensor in plain.state_dict().items():
+    for key, tensor in stored_model.state_dict().items():
         layer, _, attr = key.rpartition(".")
         entry = {"name": key, "shape": list(tensor.shape)}
         if attr == "weight" and layer in books:
@@ -188,7 +216,8 @@ def save_compressed(model, path, position_bits=None):
         blobs += parts
     _warn_float_weights(model, entries)
     architecture = getattr(model, "kdlab_architecture", None) or _torchvision_architecture(plain)
-    header = zlib.compress(json.dumps({"architecture": architecture, "tensors": entries}).encode(), 9)
+    header = {"architecture": architecture, "tensors": entries, **({"linear": linear} if linear else {})}
+    header = zlib.compress(json.dumps(header).encode(), 9)
     body = MAGIC + bytes([VERSION]) + len(header).to_bytes(4, "big") + header + b"".join(blobs)
     atomic_write(path, body + zlib.crc32(body).to_bytes(4, "big"))
     return len(body) + 4
@@ -199,6 +228,12 @@ def read_compressed(path):
 
     Checks the magic, the version, the CRC-32 and the header's structure; CompressedFormatError otherwise.
     """
+    architecture, _, entries, size = _read(path)
+    return architecture, entries, size
+
+
+def _read(path):
+    """(architecture, linear-quantized layers' settings, entries, file bytes) of a .kdz file: read_compressed."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     data = Path(path).read_bytes()
@@ -216,9 +251,11 @@ def read_compressed(path):
         raise CompressedFormatError(f"{path}: header length {size} runs past the end of the file")
     try:
         header = json.loads(zlib.decompress(data[PREAMBLE:PREAMBLE + size]))
-        architecture, entries = header["architecture"], header["tensors"]
+        architecture, entries, linear = header["architecture"], header["tensors"], header.get("linear", {})
         for entry in entries:
             _check_entry(entry)
+        for settings in linear.values():
+            _check_linear(settings)
     except (ValueError, KeyError, TypeError, RecursionError, zlib.error) as error:
         raise CompressedFormatError(f"{path}: the header is damaged ({error})") from None
     at, end = PREAMBLE + size, len(data) - 4
@@ -229,7 +266,14 @@ def read_compressed(path):
         for length in entry["blobs"]:
             entry["data"].append(data[at:at + length])
             at += length
-    return architecture, entries, len(data)
+    return architecture, linear, entries, len(data)
+
+
+def _check_linear(settings):
+    """Raise ValueError unless `settings` are a linear-quantized layer's, as _linear_layers writes them."""
+    if settings["bits"] not in range(2, 9) or settings["scheme"] not in ("linear", "log") or \
+            not isinstance(settings["per_channel"], bool) or not isinstance(settings["input"], bool):
+        raise ValueError(f"bad linear-quantized layer settings {settings!r}")
 
 
 def _check_entry(entry):
@@ -264,7 +308,10 @@ def _tensor(entry):
 
 
 def load_compressed(path, model=None):
-    """The network stored in a .kdz file, as an ordinary float nn.Module whose outputs equal the saved one's.
+    """The network stored in a .kdz file, whose outputs equal the saved one's.
+
+    It is an ordinary float nn.Module, but for linear- or log-quantized layers, which come back as the
+    LinearQuantizedLayers they were (codes, scales and input quantization as saved).
 
     Without `model` it is rebuilt with build_model from the architecture the file records; with `model`
     (an ordinary float network of the same architecture) the weights are loaded into it instead.
@@ -273,21 +320,26 @@ def load_compressed(path, model=None):
     """
     if model is not None and not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
-    architecture, entries, _ = read_compressed(path)
+    architecture, linear, entries, _ = _read(path)
     if model is None:
         if architecture is None:
             raise ValueError(f"{path} does not record an architecture (its model was made neither by build_model "
                              "nor by a torchvision builder): pass model=, a network of the same architecture")
         try:
             with torch.device("meta"):
-                _check_shapes(path, _build(architecture), entries)
+                _check_shapes(path, _with_linear_layers(_build(architecture), linear), entries)
         except (ValueError, KeyError, TypeError, RuntimeError) as error:
             raise CompressedFormatError(f"{path}: the tensors do not fit the recorded architecture ({error})") from None
         state = {entry["name"]: _tensor(entry) for entry in entries}
-        model = _build(architecture)
+        model = _with_linear_layers(_build(architecture), linear)
     else:
-        _check_shapes(path, model, entries)
+        try:
+            structured = _with_linear_layers(model, linear)
+        except (AttributeError, ValueError) as error:
+            raise ValueError(f"model does not match the architecture stored in {path} ({error})") from None
+        _check_shapes(path, structured, entries)
         state = {entry["name"]: _tensor(entry) for entry in entries}
+        model = structured
     model.load_state_dict(state)
     return model
 

@@ -74,6 +74,32 @@ def test_a_model_without_recorded_architecture_needs_model(tmp_path):
     assert torch.equal(_outputs(target, (1, 8, 8)), _outputs(model, (1, 8, 8)))
 
 
+@pytest.fixture(scope="module")
+def trained_lenet5():
+    """A LeNet-5 after one epoch on mnist5k, and 256 training images to calibrate it with."""
+    kdlab.set_seed(0)
+    train, _ = kdlab.load_dataset("mnist5k")
+    model = kdlab.build_model("lenet5")
+    kdlab.fit(model, kdlab.make_loader(train, 64, True), 1, device="cpu")
+    return model, torch.stack([train[i][0] for i in range(256)])
+
+
+@pytest.mark.parametrize("scheme, bits, calibrated, most", [("linear", 8, True, 0.30), ("linear", 4, False, 0.17),
+                                                            ("log", 4, True, 0.17), ("log", 8, False, 0.30)])
+def test_linear_and_log_quantized_models_are_stored_as_their_integers(tmp_path, trained_lenet5, scheme, bits,
+                                                                       calibrated, most):
+    model, images = trained_lenet5
+    quantized = kdlab.quantize_model(model, bits, scheme=scheme, calibration_data=images if calibrated else None)
+    size = save_compressed(quantized, tmp_path / "q.kdz")
+    assert size <= most * 4 * kdlab.count_parameters(model)  # about bits/32 of float32
+    for loaded in (load_compressed(tmp_path / "q.kdz"),
+                   load_compressed(tmp_path / "q.kdz", kdlab.build_model("lenet5"))):
+        layers = [m for m in loaded.modules() if isinstance(m, kdlab.LinearQuantizedLayer)]
+        assert len(layers) == 4 and all(m.scheme == scheme and m.bits == bits for m in layers)
+        assert all((m.input_scale is not None) == calibrated for m in layers)  # the input quantization came back
+        assert torch.equal(_outputs(loaded), _outputs(quantized))
+
+
 @pytest.mark.parametrize("build, name", [(lambda: torchvision.models.resnet18(num_classes=10), "resnet18"),
                                          (lambda: torchvision.models.mobilenet_v2(num_classes=7), "mobilenet_v2")])
 def test_a_torchvision_model_is_rebuilt_by_name(tmp_path, build, name):
@@ -171,8 +197,8 @@ def test_save_is_atomic_a_failed_save_leaves_the_old_file(tmp_path):
     path = tmp_path / "m.kdz"
     save_compressed(_compressed("mlp30", in_shape=(1, 8, 8)), path)
     before = path.read_bytes()
-    model = nn.Sequential(nn.Linear(2, 2))
-    model.register_buffer("odd", torch.zeros(2, dtype=torch.int16))
+    model = kdlab.share_weights(nn.Sequential(nn.Linear(2, 2)), 1)
+    model.register_buffer("odd", torch.zeros(2, dtype=torch.complex64))
     with pytest.raises(ValueError, match="dtype"):
         save_compressed(model, path)
     assert path.read_bytes() == before
@@ -259,6 +285,12 @@ def test_a_newer_version_is_named(tmp_path, small_file):
     (lambda h: h["tensors"][0]["blobs"].__setitem__(0, h["tensors"][0]["blobs"][0] + 4), "do not add up"),
     (lambda h: h["architecture"].update(num_classes=11), "do not fit the recorded architecture"),
     (lambda h: h["architecture"].update(name="resnet99"), "do not fit the recorded architecture"),
+    (lambda h: h.update(architecture={"torchvision": "resnet99", "num_classes": 10}), "do not fit the recorded"),
+    (lambda h: h.update(linear={"1": {"bits": 9, "scheme": "linear", "per_channel": True, "input": False}}),
+     "header is damaged"),
+    (lambda h: h.update(linear={"1": {"bits": 8, "scheme": "linear"}}), "header is damaged"),
+    (lambda h: h.update(linear={"1": {"bits": 8, "scheme": "linear", "per_channel": True, "input": False}}),
+     "do not fit the recorded architecture"),  # the file holds a float weight where codes are announced
 ])
 def test_a_damaged_header_with_a_valid_crc_is_caught(tmp_path, small_file, change, message):
     header, blobs = _parts(small_file[1])
