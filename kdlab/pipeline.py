@@ -112,12 +112,13 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
 
 def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
                  temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64,
-                 sensitivities=SENSITIVITIES, retrain_epochs=8, conv_bits=8, fc_bits=4,
+                 sensitivities=SENSITIVITIES, retrain_epochs=8, retrain_lr=2e-3, conv_bits=8, fc_bits=4,
                  finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
                  resume=False, jitter="teacher", teachers=TEACHERS):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
 
-    The retraining and fine-tuning keep the distillation loss, so the teacher guides the student throughout.
+    The retraining (Adam at `retrain_lr`, a fresh optimizer after each pruning step) and the fine-tuning keep the
+    distillation loss, so the teacher guides the student throughout.
     The file is reloaded from disk and evaluated. The three trainings checkpoint into OUT/checkpoints after
     every epoch; `resume=True` continues from there. Returns (report, the reloaded student).
     """
@@ -127,6 +128,7 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     check_bits(conv_bits, "conv_bits", MAX_SHARE_BITS)
     check_bits(fc_bits, "fc_bits", MAX_SHARE_BITS)
     check_epochs(retrain_epochs, "retrain_epochs")
+    check_lr(retrain_lr, "retrain_lr")
     check_epochs(finetune_epochs, "finetune_epochs")
     check_lr(finetune_lr, "finetune_lr")
     start = time.perf_counter()
@@ -135,17 +137,18 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
                                           lr, batch_size, device, seed, root, out / "checkpoints", resume, jitter,
                                           teachers)
     with distributed.output_folder(out) as folder:
-        report, reloaded, table = _compress(report, kd, stages, folder, sensitivities, retrain_epochs, lr, conv_bits,
-                                            fc_bits, finetune_epochs, finetune_lr)
+        report, reloaded, table = _compress(report, kd, stages, folder, sensitivities, retrain_epochs, retrain_lr,
+                                            conv_bits, fc_bits, finetune_epochs, finetune_lr)
     report["epochs"].update(retrain=retrain_epochs, finetune=finetune_epochs)
+    report["lr"] = {"students": lr, "retrain": retrain_lr, "finetune": finetune_lr}
     report["seconds"] = time.perf_counter() - start
     if distributed.is_main():
         write_report(report, out, str(table))
     return report, reloaded
 
 
-def _compress(report, kd, stages, out, sensitivities, retrain_epochs, lr, conv_bits, fc_bits, finetune_epochs,
-              finetune_lr):
+def _compress(report, kd, stages, out, sensitivities, retrain_epochs, retrain_lr, conv_bits, fc_bits,
+              finetune_epochs, finetune_lr):
     """The compression stages of run_pipeline, writing into the folder `out`; return (report, reloaded, table)."""
     model, path = kd.student, out / "student.kdz"
     out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +156,7 @@ def _compress(report, kd, stages, out, sensitivities, retrain_epochs, lr, conv_b
     def file_size(name):
         return lambda: save_compressed(model, out / f"{name}.kdz")
 
-    stages.run("pruned", lambda: iterative_prune(model, kd.loader, sensitivities, retrain_epochs, lr, kd.device,
+    stages.run("pruned", lambda: iterative_prune(model, kd.loader, sensitivities, retrain_epochs, retrain_lr, kd.device,
                                                  kd.distillation_loss), model, file_size("pruned"))
     bits = {name: conv_bits if module.weight.dim() > 2 else fc_bits for name, module in prunable_layers(model)}
     stages.run("shared", lambda: share_weights(remove_masks(model), bits), model, file_size("shared"))

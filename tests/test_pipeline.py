@@ -28,6 +28,7 @@ def test_the_main_job_distils_compresses_and_reloads(main_job):
     # one seed cannot show the distillation gain (kdlab.run_seeds measures it); it must not break the student
     assert report["student_distilled"]["accuracy"] > report["student_scratch"]["accuracy"] - 0.01
     assert report["jitter"] == "teacher" and report["environment"]["torch"] == torch.__version__
+    assert report["lr"] == {"students": 1e-3, "retrain": 2e-3, "finetune": 1e-4}
     compressed = report["compressed"]
     assert compressed["file_bytes"] == (out / "student.kdz").stat().st_size
     assert compressed["ratio"] == report["student_distilled"]["float32_bytes"] / compressed["file_bytes"]

@@ -368,6 +368,7 @@ TABLE = [
     ("run_pipeline retrain_epochs", lambda: _pipeline(retrain_epochs=-1), r"^retrain_epochs must be a non-negative in"),
     ("run_pipeline finetune_epochs", lambda: _pipeline(finetune_epochs=1.5), r"^finetune_epochs must be a non-negati"),
     ("run_pipeline finetune_lr", lambda: _pipeline(finetune_lr=0), r"^finetune_lr must be > 0, got 0"),
+    ("run_pipeline retrain_lr", lambda: _pipeline(retrain_lr=-2e-3), r"^retrain_lr must be > 0, got -0\.002"),
     ("run_pipeline out", lambda: _pipeline(out=None), r"^out must be a str or os\.PathLike, got NoneType"),
     ("run_pipeline dataset", lambda: _pipeline(dataset="imagenet"), r"^dataset must be one of mnist5k, digits"),
     ("run_pipeline teacher", lambda: _pipeline(teacher="vgg"), r"^teacher must be one of lenet300, lenet5, "),
