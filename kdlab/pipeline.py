@@ -77,8 +77,8 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled"))
     train_set, test_set = load_dataset(dataset, root)
     kd = DistillModel(jittered(train_set) if jitter == "all" else train_set, teacher=[teacher] * teachers,
-                      student=student,
-                      temperature=temperature, lr=lr, alpha=alpha, batch_size=batch_size, device=device, seed=seed)
+                      student=student, temperature=temperature, lr=lr, alpha=alpha, batch_size=batch_size,
+                      device=device, seed=seed)
     teacher_loader = make_loader(jittered(train_set), batch_size, True, seed) if jitter == "teacher" else None
     scratch = copy.deepcopy(kd.student)  # same initial weights as the distilled student: a fair baseline
     stages = Stages(kd, make_loader(test_set, 256), seed)
