@@ -261,8 +261,11 @@ def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_ch
                           if name in per_layer else None)
 
 
-def dequantize_model(model):
+def dequantize_model(model, keep_linear=False):
     """A copy of `model` as an ordinary float network: quantized layers (any scheme) back to nn.Linear/nn.Conv2d,
-    shared weights, pruning masks and QAT fake quantization folded into plain weight tensors."""
-    return replace_layers(model, lambda name, layer: float_layer(layer)
-                          if isinstance(layer, (QuantizedLayer, LinearQuantizedLayer, *PRUNABLE)) else None)
+    shared weights, pruning masks and QAT fake quantization folded into plain weight tensors.
+
+    With `keep_linear`, LinearQuantizedLayers (linear and log schemes) stay as they are: save_compressed stores
+    their integers."""
+    kinds = (QuantizedLayer, *PRUNABLE) if keep_linear else (QuantizedLayer, LinearQuantizedLayer, *PRUNABLE)
+    return replace_layers(model, lambda name, layer: float_layer(layer) if isinstance(layer, kinds) else None)

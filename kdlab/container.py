@@ -185,11 +185,9 @@ def save_compressed(model, path, position_bits=None):
         raise ValueError(f"position_bits must map 'conv' and/or 'fc' to ints in 1..16, got {position_bits!r}")
     fixed.update(position_bits or {})
     books, linear = codebook_layers(model), _linear_layers(model)
-    plain = dequantize_model(model)
-    kinds = {name: "fc" if isinstance(module, nn.Linear) else "conv" for name, module in prunable_layers(plain)}
-    stored_model = _with_linear_layers(plain, linear)  # their integer codes and scales are stored, not floats
-    stored_model.load_state_dict({key: tensor for key, tensor in model.state_dict().items()
-                                  if key.rpartition(".")[0] in linear}, strict=False)
+    stored_model = dequantize_model(model, keep_linear=True)  # linear-quantized layers keep their integers
+    kinds = {name: "fc" if isinstance(module, nn.Linear) else "conv"
+             for name, module in prunable_layers(stored_model)}
     entries, blobs = [], []
     for key, tensor in stored_model.state_dict().items():
         layer, _, attr = key.rpartition(".")
@@ -215,7 +213,8 @@ def save_compressed(model, path, position_bits=None):
         entries.append(entry)
         blobs += parts
     _warn_float_weights(model, entries)
-    architecture = getattr(model, "kdlab_architecture", None) or _torchvision_architecture(plain)
+    architecture = getattr(model, "kdlab_architecture", None) or \
+        _torchvision_architecture(dequantize_model(stored_model) if linear else stored_model)
     header = {"architecture": architecture, "tensors": entries, **({"linear": linear} if linear else {})}
     header = zlib.compress(json.dumps(header).encode(), 9)
     body = MAGIC + bytes([VERSION]) + len(header).to_bytes(4, "big") + header + b"".join(blobs)

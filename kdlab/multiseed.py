@@ -126,7 +126,7 @@ def summary_table(summary):
     lines = [f"Seeds {', '.join(map(str, summary['seeds']))} (mean ± sd); torch {env['torch']}, torchvision "
              f"{env['torchvision']}, numpy {env['numpy']}, {env['threads']} thread(s) per run, {summary['device']}",
              "", "| | test accuracy |", "|---|---|"]
-    count = summary.get("teachers", 1)
+    count = summary["teachers"]
     for key, name in (("teacher", f"ensemble of {count} teachers" if count > 1 else "teacher"),
                       ("student_scratch", "student from scratch"),
                       ("student_distilled", "distilled student")):
