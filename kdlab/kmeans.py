@@ -164,13 +164,15 @@ def _labels(order, sizes):
     return labels
 
 
-def kmeans_1d(values, k, init="linear", max_iter=100, tol=1e-6, seed=0):
+def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0):
     """Cluster the values into at most k clusters by Lloyd's algorithm (eq. 2); return (centroids, labels).
 
     `centroids` is a 1-D tensor sorted ascending, on the values' device and in their dtype (float32 for
     non-float input); `labels` is an int64 tensor with one entry per value (flattened) indexing its
     nearest centroid. Iteration stops when no centroid moves more than tol x (max - min of the values),
-    or after max_iter updates; tol=0 runs to the fixed point, where the assignments stop changing.
+    or after max_iter updates. The default tol=0 runs to the fixed point, where the assignments stop
+    changing (Lloyd's algorithm gets there in finitely many steps; max_iter only bounds them): an early
+    stop leaves heavy-tailed weights, whose outer centroids creep out one cluster at a time, far from it.
 
     Empty clusters: as in scikit-learn, the centroid of a cluster that goes empty moves to the value
     farthest from its own centroid, and Lloyd's iterations go on. At the end, equal centroids (as

@@ -139,6 +139,18 @@ def test_pruned_weights_linear_init_inertia_no_worse_than_sklearn():
     assert inertia <= their_inertia * (1 + 1e-4)
 
 
+def test_defaults_run_heavy_tailed_weights_to_sklearns_inertia():
+    from kdlab.bench import heavy_tailed_weights
+
+    x = heavy_tailed_weights(100_000)  # 1 % of the weights six times wider: the outer centroids creep out slowly
+    centroids, labels = kmeans_1d(x, 32)
+    _, _, their_inertia = _sklearn(x, init_centroids(x, 32, "linear"))
+    inertia = np.sum((x.astype(np.float64) - centroids.numpy()[labels.numpy()]) ** 2)
+    assert inertia <= their_inertia * 1.001
+    early, early_labels = kmeans_1d(x, 32, max_iter=100, tol=1e-6)  # the old default stop
+    assert np.sum((x.astype(np.float64) - early.numpy()[early_labels.numpy()]) ** 2) > their_inertia * 1.01
+
+
 @settings(max_examples=150, deadline=None)
 @given(x=arrays(np.float32, st.integers(1, 60), elements=st.floats(width=32, allow_nan=False, allow_infinity=False)),
        k=st.integers(1, 8), init=st.sampled_from(["linear", "density", "random"]), seed=st.integers(0, 5))
