@@ -2,10 +2,11 @@
 
 Two forms of a network whose weights are codebook values:
 
-- *shared* (`share_weights`): each Linear/Conv2d weight becomes, through torch.nn.utils.parametrize,
+- *shared* (`share_weights`): each compressible weight (kdlab/layers.py: Linear, Conv, Embedding, attention
+  and recurrent weights) becomes, through torch.nn.utils.parametrize,
   W = C[I] * M, with a trainable codebook C of the layer's surviving (non-zero) weights, fixed indices I and
   the fixed pruning mask M. This is the training form: autograd's gradient of C is the paper's eq. 3.
-- *quantized* (`quantize_model`): each Linear/Conv2d is replaced by a module that stores only the indices,
+- *quantized* (`quantize_model`): each Linear/Conv layer is replaced by a module that stores only the indices,
   bit-packed into uint8, and the codebook, so its state_dict is small. This is the storage form.
 
 `quantize_model(..., scheme="linear" or "log")` stores int8 affine or log codes instead (kdlab/linear.py), from a
@@ -15,6 +16,7 @@ float network.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -23,10 +25,12 @@ from torch.nn.utils import parametrize
 from .bitpack import pack_indices, unpack_indices
 from .checks import check_module
 from .decoded import DecodedLayer, make_float_layer
+from .errors import UncompressedWeightWarning
 from .kmeans import kmeans_1d
+from .layers import PRUNABLE, compressible_weights, layer_type, replaceable_layers, weight_key
 from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer,
                      check_per_channel)
-from .prune import PRUNABLE, clone_model, current_weight, prunable_layers, remove_masks
+from .prune import clone_model, current_weight, remove_masks
 from .qat import input_ranges, qat_settings
 from .train import cross_entropy, fit, make_optimizer
 
@@ -58,58 +62,65 @@ class SharedWeight(nn.Module):
         return sums / counts
 
 
-def _bits_per_layer(model, bits, top, low=1):
-    """{layer name: bits in low..top} for an int (every Linear/Conv2d layer) or a {layer name: bits} dict."""
-    layers = prunable_layers(model)
+def _bits_per_layer(names, bits, top, low=1, what="Linear or Conv layers"):
+    """{name: bits in low..top} for an int (every one of `names`, the model's `what`) or a {name: bits} dict."""
     if isinstance(bits, dict):
-        names = [name for name, _ in layers]
         unknown = [str(name) for name in bits if name not in names]
         if unknown:
-            raise ValueError(f"bits must name Linear or Conv2d layers of the model ({', '.join(sorted(names))}), "
+            raise ValueError(f"bits must name {what} of the model ({', '.join(sorted(names))}), "
                              f"got {', '.join(unknown)}")
         return {name: check_bits(bits[name], f"bits[{name!r}]", top, low) for name in names if name in bits}
     value = check_bits(bits, "bits", top, low)
-    return {name: value for name, _ in layers}
+    return {name: value for name in names}
+
+
+def _layer_names(model):
+    """The names of the Linear/Conv layers of `model` that quantize_model replaces."""
+    return [name for name, _ in replaceable_layers(model)]
+
+
+def shared_weights(model):
+    """The (layer name, module, tensor name, SharedWeight) of every codebook-shared weight tensor of `model`."""
+    check_module(model)
+    return [(layer, module, name, p) for layer, module in model.named_modules() if parametrize.is_parametrized(module)
+            for name, chain in module.parametrizations.items() for p in chain if isinstance(p, SharedWeight)]
 
 
 def shared_layers(model):
-    """The (name, module, SharedWeight) triples of the layers of `model` whose weight is codebook-shared."""
-    check_module(model)
-    found = []
-    for name, module in model.named_modules():
-        if parametrize.is_parametrized(module, "weight"):
-            found += [(name, module, p) for p in module.parametrizations.weight if isinstance(p, SharedWeight)]
-    return found
+    """The (key, module, SharedWeight) triples of the weights of `model` that are codebook-shared."""
+    return [(weight_key(layer, name), module, shared) for layer, module, name, shared in shared_weights(model)]
 
 
 def share_weights(model, bits=5, init="linear", seed=0):
     """Share each layer's surviving weights through a codebook of at most 2**bits k-means centroids (§3.1).
 
-    `bits` is an int for every Linear/Conv2d layer, or {layer name: bits} for just those layers. The
+    `bits` is an int for every compressible weight (kdlab.layers: Linear, Conv, Embedding, attention and
+    recurrent weights), or {key: bits} for just those (keys as in kdlab.sparsity). The
     non-zero weights of a layer are clustered by `kmeans_1d` from the `init` initialisation ("linear",
     "density" or "random" drawn with `seed`, §3.2); zeros (pruned weights) stay exactly zero. Pruning masks of
     torch.nn.utils.prune are folded in first. Works in place and returns `model`.
     """
-    per_layer = _bits_per_layer(model, bits, MAX_SHARE_BITS)
-    if any(name in per_layer for name, _, _ in shared_layers(model)):
+    if any(True for _ in shared_weights(model)):
         raise ValueError("model already has shared weights: share the weights of a float network")
+    per_layer = _bits_per_layer([key for key, _, _ in compressible_weights(model)], bits, MAX_SHARE_BITS,
+                                what="compressible weights")
     remove_masks(model)
-    for name, module in prunable_layers(model):
-        if name not in per_layer:
+    for key, module, name in compressible_weights(model):
+        if key not in per_layer:
             continue
-        weight = module.weight.detach()
+        weight = getattr(module, name).detach()
         keep = weight != 0
         index = torch.zeros(weight.shape, dtype=torch.long, device=weight.device)
         if keep.any():
-            _, labels = kmeans_1d(weight[keep], 1 << per_layer[name], init=init, seed=seed)
+            _, labels = kmeans_1d(weight[keep], 1 << per_layer[key], init=init, seed=seed)
             index[keep] = labels
-        parametrize.register_parametrization(module, "weight", SharedWeight(index, keep.to(weight.dtype)))
+        parametrize.register_parametrization(module, name, SharedWeight(index, keep.to(weight.dtype)))
     return model
 
 
 def codebooks(model):
     """The codebook parameters of the shared layers of `model`, in layer order."""
-    return [module.parametrizations.weight.original for _, module, _ in shared_layers(model)]
+    return [module.parametrizations[name].original for _, module, name, _ in shared_weights(model)]
 
 
 def finetune_codebook(model, loader, epochs=1, lr=1e-4, optimizer="adam", momentum=0.9, device="auto",
@@ -179,14 +190,13 @@ def _quantize(flat, k, init, seed):
 
 
 def float_layer(layer):
-    """A plain float copy of a Linear/Conv2d (pruned, shared or QAT: its effective weight) or of a quantized layer."""
+    """A plain float copy of a Linear/Conv layer (pruned, shared or QAT: its effective weight) or of a quantized one."""
     if isinstance(layer, (QuantizedLayer, LinearQuantizedLayer)):
         return layer.to_float()
     options = ({} if isinstance(layer, nn.Linear) else
                {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups", "padding_mode")})
     bias = None if layer.bias is None else layer.bias.detach()
-    kind = "Linear" if isinstance(layer, nn.Linear) else "Conv2d"
-    return make_float_layer(kind, tuple(layer.weight.shape), options, current_weight(layer), bias)
+    return make_float_layer(layer_type(layer), tuple(layer.weight.shape), options, current_weight(layer), bias)
 
 
 def replace_layers(model, make):
@@ -212,7 +222,7 @@ def _check_qat(model, bits, scheme, per_channel):
     if scheme != "linear":
         raise ValueError(f"scheme must be 'linear' for a model prepared for QAT, got {scheme!r}: quantize "
                          f"dequantize_model(model) to drop what it learned")
-    per_layer = _bits_per_layer(model, bits, MAX_BITS, MIN_BITS)
+    per_layer = _bits_per_layer(_layer_names(model), bits, MAX_BITS, MIN_BITS)
     for name, (trained_bits, trained_per_channel) in trained.items():
         if name in per_layer and (per_layer[name], per_channel) != (trained_bits, trained_per_channel):
             raise ValueError(f"bits and per_channel must be those layer {name!r} trained with in QAT "
@@ -221,10 +231,12 @@ def _check_qat(model, bits, scheme, per_channel):
 
 def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_channel=True, calibration_data=None,
                    observer="minmax"):
-    """A copy of `model` with every Linear/Conv2d stored as `bits`-bit integers: codebook indices, affine or log codes.
+    """A copy of `model` with every Linear/Conv layer stored as `bits`-bit integers: codebook indices, affine or log codes.
 
     `bits` is an int or {layer name: bits} for just those layers. Shared, pruned or QAT models are read through
-    their effective weights. Biases, BatchNorm and other parameters stay float.
+    their effective weights. Biases, BatchNorm and other parameters stay float; so do the weights of other layers
+    (Embedding, attention and recurrent weights, the out_proj attention reads directly), named in an
+    UncompressedWeightWarning: share_weights and save_compressed compress those.
 
     scheme="kmeans" (bits 1..16): each layer's weights are clustered by `kmeans_1d` (from `init`, with `seed` for
     "random") into 2**bits shared values stored as bit-packed indices and a codebook, zero kept exact when the
@@ -248,17 +260,29 @@ def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_ch
             raise ValueError("calibration_data must be None for scheme='kmeans': it calibrates the inputs of the "
                              "'linear' and 'log' schemes")
         model = dequantize_model(model)
-        per_layer = _bits_per_layer(model, bits, MAX_QUANTIZE_BITS)
+        per_layer = _bits_per_layer(_layer_names(model), bits, MAX_QUANTIZE_BITS)
+        _warn_left_float(model)
         return replace_layers(model, lambda name, layer: QuantizedLayer(layer, per_layer[name], init, seed)
                               if name in per_layer else None)
     ranges = input_ranges(model)
     model = dequantize_model(model)
-    per_layer = _bits_per_layer(model, bits, MAX_BITS, MIN_BITS)
+    per_layer = _bits_per_layer(_layer_names(model), bits, MAX_BITS, MIN_BITS)
+    _warn_left_float(model)
     if calibration_data is not None:
         ranges = calibrate(model, calibration_data, observer)
     return replace_layers(model, lambda name, layer: LinearQuantizedLayer(layer, per_layer[name], scheme, per_channel,
                                                                           ranges.get(name))
                           if name in per_layer else None)
+
+
+def _warn_left_float(model):
+    """Warn, naming them, about the compressible weights of `model` that quantize_model cannot replace."""
+    replaced = set(_layer_names(model))
+    left = [key for key, _, _ in compressible_weights(model) if key not in replaced]
+    if left:
+        warnings.warn(f"quantize_model left {len(left)} weight tensor(s) as float (it replaces Linear and Conv layers; "
+                      f"share_weights compresses the others): {', '.join(left)}", UncompressedWeightWarning,
+                      stacklevel=3)
 
 
 def dequantize_model(model, keep_linear=False):
@@ -268,4 +292,15 @@ def dequantize_model(model, keep_linear=False):
     With `keep_linear`, LinearQuantizedLayers (linear and log schemes) stay as they are: save_compressed stores
     their integers."""
     kinds = (QuantizedLayer, *PRUNABLE) if keep_linear else (QuantizedLayer, LinearQuantizedLayer, *PRUNABLE)
-    return replace_layers(model, lambda name, layer: float_layer(layer) if isinstance(layer, kinds) else None)
+    return _fold_other_weights(replace_layers(model, lambda name, layer: float_layer(layer)
+                                              if isinstance(layer, kinds) else None))
+
+
+def _fold_other_weights(model):
+    """`model` with the shared weights and pruning masks of its Embedding, attention and recurrent weights folded."""
+    for _, module, name in compressible_weights(model):
+        if parametrize.is_parametrized(module, name):
+            cls = type(module)  # a copy shares its parametrized class with the original: give the copy its own
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+            parametrize.remove_parametrizations(module, name)
+    return remove_masks(model)

@@ -42,13 +42,13 @@ import torchvision
 from torch import nn
 
 from .checks import check_module
-from .codebook import QuantizedLayer, dequantize_model, replace_layers, shared_layers
+from .codebook import QuantizedLayer, dequantize_model, replace_layers, shared_weights
 from .errors import CompressedFormatError, UncompressedWeightWarning
 from .files import atomic_write
 from .huffman import huffman_decode, huffman_encode
+from .layers import layer_kind, state_key, weight_kinds
 from .linear import LinearQuantizedLayer
 from .models import build_model
-from .prune import prunable_layers
 from .sparse import decode_positions, encode_positions
 
 MAGIC, VERSION = b"\x89KDZ\r\n\x1a\n", 1
@@ -59,14 +59,14 @@ DTYPES = {str(t).removeprefix("torch."): t for t in (torch.float32, torch.float6
 
 
 def codebook_layers(model):
-    """{layer name: (codebook, index, kind)} for the shared and quantized layers of `model` ("conv" or "fc")."""
+    """{state_dict key of a weight: (codebook, index, "conv" or "fc")} for the shared and quantized weights of `model`."""
     found = {}
-    for name, module, shared in shared_layers(model):
-        kind = "fc" if isinstance(module, nn.Linear) else "conv"
-        found[name] = (module.parametrizations.weight.original.detach(), shared.index.reshape(-1), kind)
-    for name, module in model.named_modules():
+    for layer, module, name, shared in shared_weights(model):
+        found[state_key(layer, name)] = (module.parametrizations[name].original.detach(), shared.index.reshape(-1),
+                                         layer_kind(module))
+    for layer, module in model.named_modules():
         if isinstance(module, QuantizedLayer):
-            found[name] = (module.codebook, module.index(), "fc" if module.kind == "Linear" else "conv")
+            found[state_key(layer, "weight")] = (module.codebook, module.index(), layer_kind(module))
     return found
 
 
@@ -186,14 +186,12 @@ def save_compressed(model, path, position_bits=None):
     fixed.update(position_bits or {})
     books, linear = codebook_layers(model), _linear_layers(model)
     stored_model = dequantize_model(model, keep_linear=True)  # linear-quantized layers keep their integers
-    kinds = {name: "fc" if isinstance(module, nn.Linear) else "conv"
-             for name, module in prunable_layers(stored_model)}
+    kinds = weight_kinds(stored_model)
     entries, blobs = [], []
     for key, tensor in stored_model.state_dict().items():
-        layer, _, attr = key.rpartition(".")
         entry = {"name": key, "shape": list(tensor.shape)}
-        if attr == "weight" and layer in books:
-            codebook, index, kind = books[layer]
+        if key in books:
+            codebook, index, kind = books[key]
             stored = (tensor.reshape(-1) != 0).cpu().numpy()  # the non-zero weights, found once for every width
             bits, parts = _smallest(lambda b: _codebook_blobs(stored, codebook, index, b), stored, fixed[kind])
             entry.update(kind="codebook", position_bits=bits)
@@ -202,10 +200,10 @@ def save_compressed(model, path, position_bits=None):
                 raise ValueError(f"model tensor {key} has dtype {tensor.dtype}; allowed: {', '.join(DTYPES)}")
             parts = (_raw(tensor),)
             entry.update(kind="plain", dtype=str(tensor.dtype).removeprefix("torch."))
-            if attr == "weight" and layer in kinds and tensor.dtype == torch.float32:
+            if key in kinds and tensor.dtype == torch.float32:
                 flat = tensor.reshape(-1).cpu().numpy()
                 stored = flat != 0
-                bits, sparse = _smallest(lambda b: _sparse_blobs(flat, stored, b), stored, fixed[kinds[layer]])
+                bits, sparse = _smallest(lambda b: _sparse_blobs(flat, stored, b), stored, fixed[kinds[key]])
                 if sum(map(len, sparse)) < len(parts[0]):
                     parts = sparse
                     entry = {"name": key, "shape": list(tensor.shape), "kind": "sparse", "position_bits": bits}
@@ -352,9 +350,12 @@ def _build(architecture):
 
 
 def _check_shapes(path, model, entries):
-    """Raise ValueError unless the file's tensors are `model`'s state_dict tensors, in order, of the same shapes."""
+    """Raise ValueError unless the file's tensors are `model`'s state_dict tensors, of the same shapes.
+
+    The order may differ: a weight whose parametrization was removed comes last in its module's state_dict.
+    """
     target = model.state_dict()
     names = [entry["name"] for entry in entries]
-    if list(target) != names or any(list(target[e["name"]].shape) != e["shape"] for e in entries):
+    if sorted(target) != sorted(names) or any(list(target[e["name"]].shape) != e["shape"] for e in entries):
         raise ValueError(f"model does not match the architecture stored in {path}: its state_dict has "
                          f"{len(target)} tensors, the file {len(names)} (names and shapes must agree one by one)")

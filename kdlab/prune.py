@@ -8,13 +8,12 @@ from torch import nn
 from torch.nn.utils import prune
 
 from .checks import check_module, is_number
+from .layers import PRUNABLE, compressible_weights
 from .train import check_epochs, check_lr, cross_entropy, fit
-
-PRUNABLE = (nn.Linear, nn.Conv2d)
 
 
 def prunable_layers(model, layers=None):
-    """The (name, module) pairs of the Linear and Conv2d layers of `model`, or of those named in `layers`."""
+    """The (name, module) pairs of the Linear and Conv1d/2d/3d layers of `model`, or of those named in `layers`."""
     check_module(model)
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if layers is None:
@@ -22,30 +21,43 @@ def prunable_layers(model, layers=None):
     names = {name for name, _ in found}
     unknown = sorted(set(layers) - names)
     if unknown:
-        raise ValueError(f"layers must name Linear or Conv2d layers of the model ({', '.join(sorted(names))}), "
+        raise ValueError(f"layers must name Linear or Conv layers of the model ({', '.join(sorted(names))}), "
                          f"got {', '.join(unknown)}")
     return [(name, m) for name, m in found if name in set(layers)]
 
 
-def current_weight(module):
-    """The module's weight as it is now: weight_orig * weight_mask while pruning masks are attached.
+def chosen_weights(model, layers=None):
+    """The (key, module, tensor name) triples of compressible_weights(model), or of the keys in `layers`."""
+    found = compressible_weights(model)
+    if layers is None:
+        return found
+    keys = {key for key, _, _ in found}
+    unknown = sorted(set(layers) - keys)
+    if unknown:
+        raise ValueError(f"layers must name compressible weights of the model ({', '.join(sorted(keys))}), "
+                         f"got {', '.join(unknown)}")
+    return [found_weight for found_weight in found if found_weight[0] in set(layers)]
+
+
+def current_weight(module, name="weight"):
+    """The module's tensor `name` as it is now: name_orig * name_mask while a pruning mask is attached.
 
     torch.nn.utils.prune recomputes `module.weight` only in a forward pass, so right after an optimizer
     step it is one step out of date.
     """
-    if not isinstance(module, nn.Module) or not isinstance(getattr(module, "weight", None), torch.Tensor):
-        raise ValueError(f"module must be an nn.Module with a weight tensor, got {type(module).__name__}")
-    if prune.is_pruned(module) and hasattr(module, "weight_orig"):
-        return (module.weight_orig * module.weight_mask).detach()
-    return module.weight.detach()
+    if not isinstance(module, nn.Module) or not isinstance(getattr(module, name, None), torch.Tensor):
+        raise ValueError(f"module must be an nn.Module with a {name} tensor, got {type(module).__name__}")
+    if hasattr(module, name + "_orig") and hasattr(module, name + "_mask"):
+        return (getattr(module, name + "_orig") * getattr(module, name + "_mask")).detach()
+    return getattr(module, name).detach()
 
 
-def check_finite_weights(named_modules):
-    """Raise ValueError if any of the (name, module) pairs has a NaN or infinite weight: it would decide a threshold."""
-    for name, module in named_modules:
-        bad = int((~torch.isfinite(current_weight(module))).sum())
+def check_finite_weights(weights):
+    """Raise ValueError if any of the (key, module, tensor name) triples has a NaN or infinite weight."""
+    for key, module, name in weights:
+        bad = int((~torch.isfinite(current_weight(module, name))).sum())
         if bad:
-            raise ValueError(f"model must have finite weights to be pruned: layer {name} has {bad} NaN or infinite "
+            raise ValueError(f"model must have finite weights to be pruned: layer {key} has {bad} NaN or infinite "
                              f"weight(s)")
 
 
@@ -73,14 +85,14 @@ def prune_by_std(model, sensitivity, layers=None):
     """
     if not _is_sensitivity(sensitivity):
         raise ValueError(f"sensitivity must be >= 0, got {sensitivity!r}")
-    chosen = prunable_layers(model, layers)
+    chosen = chosen_weights(model, layers)
     check_finite_weights(chosen)  # before any layer is pruned: a bad model is refused whole
     thresholds = {}
-    for name, module in chosen:
-        weight = current_weight(module)
+    for key, module, name in chosen:
+        weight = current_weight(module, name)
         threshold = sensitivity * weight.std().item() if weight.numel() > 1 else 0.0
-        prune.custom_from_mask(module, "weight", weight.abs() >= threshold)
-        thresholds[name] = threshold
+        prune.custom_from_mask(module, name, weight.abs() >= threshold)
+        thresholds[key] = threshold
     return thresholds
 
 
@@ -88,25 +100,25 @@ def prune_by_fraction(model, amount, layers=None):
     """Prune the `amount` fraction (0..1) of smallest-magnitude weights in each layer (L1 unstructured)."""
     if not is_number(amount) or not 0 <= amount <= 1:
         raise ValueError(f"amount must be in [0, 1], got {amount!r}")
-    chosen = prunable_layers(model, layers)
+    chosen = chosen_weights(model, layers)
     check_finite_weights(chosen)
-    for _, module in chosen:
-        prune.l1_unstructured(module, "weight", amount=float(amount))
+    for _, module, name in chosen:
+        prune.l1_unstructured(module, name, amount=float(amount))
     return model
 
 
 def l1_penalty(model):
-    """Sum of |w| over the Linear and Conv2d weights: add lambda x this to the loss to push weights to zero."""
-    return sum(module.weight.abs().sum() for _, module in prunable_layers(model))
+    """Sum of |w| over the compressible weights: add lambda x this to the loss to push weights to zero."""
+    return sum(getattr(module, name).abs().sum() for _, module, name in compressible_weights(model))
 
 
 def sparsity(model):
-    """Per-layer {layer, weights, nonzero, kept} and a "total" row: how many weights survive pruning."""
+    """Per-weight {layer, weights, nonzero, kept} and a "total" row: how many weights survive pruning."""
     rows = []
-    for name, module in prunable_layers(model):
-        weight = current_weight(module)
+    for key, module, name in compressible_weights(model):
+        weight = current_weight(module, name)
         nonzero = int(torch.count_nonzero(weight))
-        rows.append({"layer": name, "weights": weight.numel(), "nonzero": nonzero, "kept": nonzero / weight.numel()})
+        rows.append({"layer": key, "weights": weight.numel(), "nonzero": nonzero, "kept": nonzero / weight.numel()})
     weights, nonzero = sum(r["weights"] for r in rows), sum(r["nonzero"] for r in rows)
     rows.append({"layer": "total", "weights": weights, "nonzero": nonzero, "kept": nonzero / max(weights, 1)})
     return rows
@@ -132,9 +144,9 @@ def iterative_prune(model, loader, sensitivities, epochs=2, lr=1e-3, device="aut
 
 def remove_masks(model):
     """Make pruning permanent: fold each mask into its weight and drop the torch.nn.utils.prune hooks."""
-    for _, module in prunable_layers(model):
-        if prune.is_pruned(module) and hasattr(module, "weight_mask"):
-            prune.remove(module, "weight")
+    for _, module, name in compressible_weights(model):
+        if hasattr(module, name + "_mask") and hasattr(module, name + "_orig"):
+            prune.remove(module, name)
     return model
 
 

@@ -16,8 +16,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .checks import is_number
-from .prune import PRUNABLE, check_finite_weights, clone_model, current_weight, remove_masks
+from .prune import check_finite_weights, clone_model, current_weight, remove_masks
 
+LAYERS = (nn.Linear, nn.Conv2d)  # the layers whose output channels this file removes
 PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout,
                 nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten)
 SUPPORTED = ("an nn.Sequential whose Linear and Conv2d layers are its own children (lenet5, lenet300, mlp100, "
@@ -45,12 +46,12 @@ def kept_filters(norms, amount):
 def _sequential_paths(model):
     """{layer name: (container, layer key, keys of the modules between, key of the next layer)} of a Sequential."""
     children = list(model.named_children())
-    nested = [key for key, child in children if not isinstance(child, PRUNABLE)
-              and any(isinstance(m, PRUNABLE) for m in child.modules())]
+    nested = [key for key, child in children if not isinstance(child, LAYERS)
+              and any(isinstance(m, LAYERS) for m in child.modules())]
     if nested:
         raise ValueError(f"model must be {SUPPORTED}; child {nested[0]} holds layers of its own")
     keys = [key for key, child in children]
-    layers = [i for i, (_, child) in enumerate(children) if isinstance(child, PRUNABLE)]
+    layers = [i for i, (_, child) in enumerate(children) if isinstance(child, LAYERS)]
     return {keys[a]: (model, keys[a], keys[a + 1:b], keys[b]) for a, b in zip(layers, layers[1:])}
 
 
@@ -182,7 +183,7 @@ def prune_channels(model, amount, layers=None):
     check_amount(amount)
     paths = prunable_channels(model)
     chosen = _chosen(paths, layers)
-    check_finite_weights((name, getattr(*paths[name][:2])) for name in chosen)
+    check_finite_weights((name, getattr(*paths[name][:2]), "weight") for name in chosen)
     new = remove_masks(clone_model(model))
     vars(new).pop("kdlab_architecture", None)
     paths = prunable_channels(new)

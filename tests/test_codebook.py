@@ -61,7 +61,7 @@ def test_bits_per_layer_dict_shares_only_those_layers():
 
 
 @pytest.mark.parametrize("bits, message", [(0, "bits must be an int in 1..15"), (16, "1..15"), (True, "bits"),
-                                           ("5", "bits"), ({"9": 4}, "bits must name Linear or Conv2d layers"),
+                                           ("5", "bits"), ({"9": 4}, "bits must name compressible weights"),
                                            ({"1": 0}, r"bits\['1'\] must be")])
 def test_share_weights_bad_bits(bits, message):
     with pytest.raises(ValueError, match=message):
@@ -194,7 +194,7 @@ def test_a_shared_model_is_quantized_exactly_and_stays_usable():
 
 
 @pytest.mark.parametrize("bits, message", [(0, "bits must be an int in 1..16"), (17, "1..16"),
-                                           ({"nope": 4}, "bits must name Linear or Conv2d layers")])
+                                           ({"nope": 4}, "bits must name Linear or Conv layers")])
 def test_quantize_bad_bits(bits, message):
     with pytest.raises(ValueError, match=message):
         quantize_model(kdlab.build_model("mlp30"), bits)
@@ -216,3 +216,65 @@ def test_random_initialisation_follows_the_seed():
     for codebook in (shared, quantized):
         assert torch.equal(codebook(3), codebook(3))
         assert any(not torch.equal(codebook(0), codebook(s)) for s in (1, 2, 3))
+
+
+class _Recurrent(nn.Module):
+    """Embedding, attention and an LSTM: weights quantize_model cannot replace, which share_weights shares."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.lstm = nn.LSTM(16, 8, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        return self.head(self.lstm(self.attention(x, x, x)[0])[0][:, -1])
+
+
+def test_share_weights_shares_embedding_attention_and_recurrent_weights():
+    torch.manual_seed(0)
+    model = _Recurrent()
+    tokens = torch.randint(0, 50, (3, 6))
+    kdlab.prune_by_std(model, 1.0)
+    share_weights(model, 3)
+    keys = [key for key, _, _ in shared_layers(model)]
+    assert keys == ["embed", "attention.in_proj_weight", "attention.out_proj", "lstm.weight_ih_l0",
+                    "lstm.weight_hh_l0", "head"]
+    assert model.lstm.weight_ih_l0.unique().numel() <= 2 ** 3 + 1 and model.embed.weight.unique().numel() <= 2 ** 3 + 1
+    plain = dequantize_model(model)
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
+    assert type(plain.lstm) is nn.LSTM and torch.equal(plain.lstm.weight_ih_l0, model.lstm.weight_ih_l0)
+    assert torch.allclose(plain(tokens), model(tokens), atol=1e-6)
+    assert parametrize.is_parametrized(model.lstm, "weight_ih_l0")  # the original keeps its codebooks
+    model(tokens).sum().backward()
+    assert model.lstm.parametrizations.weight_ih_l0.original.grad is not None
+
+
+def test_quantize_model_names_the_weights_it_leaves_float():
+    torch.manual_seed(0)
+    model = _Recurrent()
+    tokens = torch.randint(0, 50, (3, 6))
+    with pytest.warns(kdlab.UncompressedWeightWarning) as caught:
+        quantized = quantize_model(model, 4)
+    message = str(caught[0].message)
+    for key in ("embed", "attention.in_proj_weight", "attention.out_proj", "lstm.weight_ih_l0", "lstm.weight_hh_l0"):
+        assert key in message
+    assert isinstance(quantized.head, QuantizedLayer) and isinstance(quantized.attention.out_proj, nn.Linear)
+    assert quantized(tokens).shape == (3, 3)
+
+
+@pytest.mark.parametrize("layer, shape", [(nn.Conv1d(4, 6, 3, groups=2), (2, 4, 9)), (nn.Conv3d(2, 3, 2), (1, 2, 4, 4, 4)),
+                                          (nn.Conv2d(6, 6, 3, groups=6, padding=1), (1, 6, 5, 5))])
+@pytest.mark.parametrize("scheme", ["kmeans", "linear"])
+def test_conv1d_conv3d_and_grouped_convs_are_quantized(layer, shape, scheme):
+    torch.manual_seed(0)
+    model = nn.Sequential(layer)
+    x = torch.randn(shape)
+    quantized = quantize_model(model, 8, scheme=scheme)
+    assert type(quantized[0]).__name__ in ("QuantizedLayer", "LinearQuantizedLayer")
+    plain = dequantize_model(quantized)
+    assert type(plain[0]) is type(layer)
+    assert torch.allclose(quantized(x), plain(x), atol=1e-5)
+    assert torch.allclose(quantized(x), model(x), atol=0.05)

@@ -125,18 +125,56 @@ def test_a_changed_torchvision_model_records_no_architecture(tmp_path):
         load_compressed(tmp_path / "m.kdz")
 
 
+class _EveryKind(nn.Module):
+    """A model with every kind of weight kdlab compresses: embedding, attention, LSTM, GRU, Conv1d/3d, grouped conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 32)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 1)
+        self.lstm = nn.LSTM(32, 16, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(32, 16, batch_first=True)
+        self.conv1d = nn.Conv1d(48, 48, 3, groups=48)
+        self.conv3d = nn.Conv3d(1, 4, 3)
+        self.head = nn.Linear(52, 5)
+
+    def forward(self, tokens, volume):
+        x = self.encoder(self.embed(tokens))
+        x = torch.cat([self.lstm(x)[0], self.gru(x)[0]], -1)
+        x = self.conv1d(x.transpose(1, 2)).mean(-1)
+        return self.head(torch.cat([x, self.conv3d(volume).mean((2, 3, 4))], -1))
+
+
+def test_every_kind_of_weight_is_compressed_and_reloads_exactly(tmp_path):
+    torch.manual_seed(0)
+    model = _EveryKind().eval()
+    tokens, volume = torch.randint(0, 100, (2, 7)), torch.randn(2, 1, 5, 5, 5)
+    kdlab.prune_by_std(model, 1.0)
+    kdlab.share_weights(model, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kdlab.UncompressedWeightWarning)  # no weight tensor silently left float
+        save_compressed(model, tmp_path / "m.kdz")
+    _, entries, _ = read_compressed(tmp_path / "m.kdz")
+    kinds = {e["name"]: e["kind"] for e in entries}
+    for name in ("embed.weight", "encoder.layers.0.self_attn.in_proj_weight", "encoder.layers.0.self_attn.out_proj.weight",
+                 "lstm.weight_ih_l0", "lstm.weight_hh_l0_reverse", "gru.weight_hh_l0", "conv1d.weight", "conv3d.weight"):
+        assert kinds[name] == "codebook", name
+    reloaded = load_compressed(tmp_path / "m.kdz", model=_EveryKind()).eval()
+    with torch.no_grad():
+        out = reloaded(tokens, volume)
+        assert torch.equal(out, kdlab.dequantize_model(model).eval()(tokens, volume))  # the weights exactly
+        assert torch.allclose(out, model(tokens, volume), atol=1e-6)  # parametrized: attention's slow path
+
+
 def test_weights_left_as_floats_are_named_in_a_warning(tmp_path):
     torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
-    model = nn.Sequential(nn.Embedding(100, 32), nn.TransformerEncoder(layer, 1), nn.LSTM(32, 16))
+    model = nn.Sequential(nn.Linear(4, 8), nn.ConvTranspose1d(8, 8, 3), nn.Bilinear(8, 8, 2))
     with pytest.warns(kdlab.UncompressedWeightWarning) as caught:
         save_compressed(kdlab.share_weights(model, 4), tmp_path / "m.kdz")
     message = str(caught[0].message)
-    assert message.startswith("save_compressed stored 4 weight tensor(s) as raw floats")
-    for named in ("0.weight (Embedding, 12,800 B)", "1.layers.0.self_attn.in_proj_weight (MultiheadAttention",
-                  "2.weight_ih_l0 (LSTM, 8,192 B)", "2.weight_hh_l0 (LSTM, 4,096 B)"):
-        assert named in message
-    assert "linear1" not in message and "out_proj" not in message  # Linear layers were shared
+    assert message.startswith("save_compressed stored 2 weight tensor(s) as raw floats")
+    assert "1.weight (ConvTranspose1d, 768 B)" in message and "2.weight (Bilinear, 512 B)" in message
+    assert "0.weight" not in message  # the Linear layer was shared
 
 
 def test_a_model_of_another_architecture_is_refused(tmp_path):

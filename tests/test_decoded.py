@@ -39,7 +39,7 @@ def test_make_float_layer_copies_weight_and_bias():
 
 
 @pytest.mark.parametrize("layer, message", [
-    (nn.ReLU(), r"^layer must be an nn\.Linear or nn\.Conv2d, got ReLU"),
+    (nn.ReLU(), r"^layer must be an nn\.Linear or nn\.Conv1d/2d/3d, got ReLU"),
     (nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"), r"^layer must pad with zeros to be quantized, got "
                                                              r"padding_mode='circular'"),
 ])

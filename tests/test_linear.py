@@ -283,7 +283,7 @@ X = torch.randn(4, 1, 8, 8)
     (lambda: quantize_model(_model(), calibration_data=X), r"^calibration_data must be None for scheme='kmeans'"),
     (lambda: quantize_model("mlp30", scheme="linear"), r"^model must be a torch\.nn\.Module"),
     (lambda: calibrate(_model(), X, observer="mean"), r"^observer must be 'minmax', 'percentile'"),
-    (lambda: LinearQuantizedLayer(nn.ReLU()), r"^layer must be an nn\.Linear or nn\.Conv2d, got ReLU"),
+    (lambda: LinearQuantizedLayer(nn.ReLU()), r"^layer must be an nn\.Linear or nn\.Conv1d/2d/3d, got ReLU"),
     (lambda: LinearQuantizedLayer(nn.Linear(2, 2), scheme="kmeans"), r"^scheme must be one of 'linear', 'log'"),
     (lambda: LinearQuantizedLayer(nn.Linear(2, 2), 0), r"^bits must be an int in 2\.\.8, got 0"),
     (lambda: LinearQuantizedLayer(nn.Linear(2, 2), input_range=(1.0, -1.0)),

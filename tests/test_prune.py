@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import kdlab
@@ -99,7 +100,7 @@ def test_remove_masks_keeps_the_zeros_as_plain_parameters():
     [
         (lambda m: prune_by_std(m, -1), "sensitivity must be >= 0"),
         (lambda m: prune_by_fraction(m, 1.5), r"amount must be in \[0, 1\]"),
-        (lambda m: prune_by_std(m, 1, layers=["fc9"]), "layers must name Linear or Conv2d layers"),
+        (lambda m: prune_by_std(m, 1, layers=["fc9"]), "layers must name compressible weights"),
     ],
 )
 def test_bad_arguments(call, message):
@@ -148,3 +149,29 @@ def test_a_nan_weight_is_refused_before_any_layer_is_pruned(prune_fn):
     after = model.state_dict()  # nothing changed: the same tensors, the NaN where it was
     assert before.keys() == after.keys()
     assert all(torch.allclose(before[k], after[k], rtol=0, atol=0, equal_nan=True) for k in before)
+
+
+def test_embedding_attention_and_recurrent_weights_are_pruned_by_std():
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"embed": nn.Embedding(40, 8), "attention": nn.MultiheadAttention(8, 2),
+                           "gru": nn.GRU(8, 4, num_layers=2), "conv": nn.Conv1d(4, 4, 3, groups=4)})
+    thresholds = prune_by_std(model, 1.0)
+    assert list(thresholds) == ["embed", "attention.in_proj_weight", "attention.out_proj", "gru.weight_ih_l0",
+                                "gru.weight_hh_l0", "gru.weight_ih_l1", "gru.weight_hh_l1", "conv"]
+    rows = {row["layer"]: row for row in sparsity(model)}
+    assert 0.2 < rows["gru.weight_hh_l1"]["kept"] < 0.5 and 0.2 < rows["embed"]["kept"] < 0.5
+    x = torch.randn(5, 2, 8)
+    model["gru"](x)  # the pruned weights reach the recurrent kernel
+    assert torch.count_nonzero(model["gru"].weight_ih_l1) == rows["gru.weight_ih_l1"]["nonzero"]
+    remove_masks(model)
+    assert not hasattr(model["gru"], "weight_ih_l0_orig") and torch.count_nonzero(model["embed"].weight) == \
+        rows["embed"]["nonzero"]
+
+
+def test_a_nan_in_an_lstm_is_refused_before_anything_is_pruned():
+    model = nn.ModuleDict({"fc": nn.Linear(4, 4), "lstm": nn.LSTM(4, 4)})
+    with torch.no_grad():
+        model["lstm"].weight_hh_l0[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"layer lstm\.weight_hh_l0 has 1 NaN"):
+        prune_by_std(model, 1.0)
+    assert not hasattr(model["fc"], "weight_mask")
