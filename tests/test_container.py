@@ -388,3 +388,32 @@ def test_a_sparse_entry_with_a_wrong_value_count_is_caught(tmp_path):
     (tmp_path / "bad.kdz").write_bytes(_build(header, blobs[:first["blobs"][0]] + blobs[first["blobs"][0] + 4:]))
     with pytest.raises(kdlab.CompressedFormatError, match="values or indices"):
         load_compressed(tmp_path / "bad.kdz")
+
+
+class _TextClassifier(nn.Module):
+    """A Transformer-encoder classifier the course does not build: embedding, two encoder layers, a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(2000, 64)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 256, batch_first=True), 2)
+        self.head = nn.Linear(64, 4)
+
+    def forward(self, tokens):
+        return self.head(self.encoder(self.embed(tokens)).mean(1))
+
+
+def test_a_transformer_classifier_pruned_and_shared_is_at_least_8x_smaller(tmp_path):
+    torch.manual_seed(0)
+    model = _TextClassifier().eval()
+    float_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    kdlab.prune_by_std(model, 1.0)
+    kdlab.share_weights(model, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kdlab.UncompressedWeightWarning)
+        size = save_compressed(model, tmp_path / "t.kdz")
+    assert float_bytes / size >= 8
+    tokens = torch.randint(0, 2000, (3, 12))
+    with torch.no_grad():
+        reloaded = load_compressed(tmp_path / "t.kdz", model=_TextClassifier()).eval()
+        assert torch.equal(reloaded(tokens), kdlab.dequantize_model(model).eval()(tokens))
