@@ -5,6 +5,7 @@ from .codebook import (QuantizedLayer, dequantize_model, finetune_codebook, quan
 from .container import load_compressed, read_compressed, save_compressed
 from .data import DATASETS, OFFLINE_DATASETS, ArrayDataset, dataset_info, load_dataset, make_loader
 from .distill import DistillModel, distillation_loss, soft_targets
+from .energy import count_macs, energy_per_inference
 from .errors import CompressedFormatError, UncompressedWeightWarning
 from .huffman import canonical_codes, huffman_code_lengths, huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
@@ -27,12 +28,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArrayDataset", "build_model", "calibrate", "canonical_codes", "channel_norms", "clone_model",
-    "CompressedFormatError", "compression_report", "CompressionReport", "count_parameters", "current_weight",
-    "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss", "DistillModel", "Ensemble",
-    "encode_positions", "evaluate", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
-    "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "jitter",
-    "kmeans_1d", "l1_penalty", "LinearQuantizedLayer", "list_parameter", "load_compressed", "load_dataset",
-    "low_rank", "make_loader",
+    "CompressedFormatError", "compression_report", "CompressionReport", "count_macs", "count_parameters",
+    "current_weight", "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss",
+    "DistillModel", "Ensemble", "encode_positions", "energy_per_inference", "evaluate", "factorize_linear",
+    "finetune_codebook", "fit", "get_device", "hint_loss", "huffman_code_lengths", "huffman_decode",
+    "huffman_encode", "init_centroids", "iterative_prune", "jitter", "kmeans_1d", "l1_penalty",
+    "LinearQuantizedLayer", "list_parameter", "load_compressed", "load_dataset", "low_rank", "make_loader",
     "make_optimizer", "mean_sd", "MODELS", "multi_teacher_loss", "OFFLINE_DATASETS", "paired_interval",
     "parse_seeds", "predict", "prepare_qat", "prunable_layers", "prune_by_fraction", "prune_by_std",
     "prune_channels", "quantize_model", "QuantizedLayer", "rank_for_energy", "read_compressed", "remove_masks",
