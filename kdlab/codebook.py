@@ -231,7 +231,7 @@ def _check_qat(model, bits, scheme, per_channel):
 
 def quantize_model(model, bits=8, init="linear", seed=0, scheme="kmeans", per_channel=True, calibration_data=None,
                    observer="minmax"):
-    """A copy of `model` with every Linear/Conv layer stored as `bits`-bit integers: codebook indices, affine or log codes.
+    """A copy of `model` whose Linear/Conv layers store `bits`-bit integers: codebook indices, affine or log codes.
 
     `bits` is an int or {layer name: bits} for just those layers. Shared, pruned or QAT models are read through
     their effective weights. Biases, BatchNorm and other parameters stay float; so do the weights of other layers

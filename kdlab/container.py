@@ -59,7 +59,7 @@ DTYPES = {str(t).removeprefix("torch."): t for t in (torch.float32, torch.float6
 
 
 def codebook_layers(model):
-    """{state_dict key of a weight: (codebook, index, "conv" or "fc")} for the shared and quantized weights of `model`."""
+    """{state_dict key: (codebook, index, "conv" or "fc")} of the shared and quantized weights of `model`."""
     found = {}
     for layer, module, name, shared in shared_weights(model):
         found[state_key(layer, name)] = (module.parametrizations[name].original.detach(), shared.index.reshape(-1),

@@ -1,4 +1,4 @@
-"""The base of the quantized layers: a Linear or Conv layer whose weight is decoded from stored integers when it runs."""
+"""The base of the quantized layers: a Linear or Conv layer whose weight is decoded from stored integers as it runs."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +11,7 @@ CONVOLUTIONS = {"Conv1d": F.conv1d, "Conv2d": F.conv2d, "Conv3d": F.conv3d}
 
 
 def make_float_layer(kind, shape, options, weight, bias):
-    """A new nn.Linear or nn.Conv1d/2d/3d (`kind`) with weight `shape`, conv `options`, and copies of weight and bias."""
+    """A new nn.Linear or nn.Conv1d/2d/3d (`kind`), weight `shape`, conv `options`, with copies of weight and bias."""
     out_features, in_features, *kernel = shape
     if kind == "Linear":
         layer = nn.Linear(in_features, out_features, bias=bias is not None)

@@ -265,7 +265,8 @@ def test_quantize_model_names_the_weights_it_leaves_float():
     assert quantized(tokens).shape == (3, 3)
 
 
-@pytest.mark.parametrize("layer, shape", [(nn.Conv1d(4, 6, 3, groups=2), (2, 4, 9)), (nn.Conv3d(2, 3, 2), (1, 2, 4, 4, 4)),
+@pytest.mark.parametrize("layer, shape", [(nn.Conv1d(4, 6, 3, groups=2), (2, 4, 9)),
+                                          (nn.Conv3d(2, 3, 2), (1, 2, 4, 4, 4)),
                                           (nn.Conv2d(6, 6, 3, groups=6, padding=1), (1, 6, 5, 5))])
 @pytest.mark.parametrize("scheme", ["kmeans", "linear"])
 def test_conv1d_conv3d_and_grouped_convs_are_quantized(layer, shape, scheme):

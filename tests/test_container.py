@@ -156,8 +156,9 @@ def test_every_kind_of_weight_is_compressed_and_reloads_exactly(tmp_path):
         save_compressed(model, tmp_path / "m.kdz")
     _, entries, _ = read_compressed(tmp_path / "m.kdz")
     kinds = {e["name"]: e["kind"] for e in entries}
-    for name in ("embed.weight", "encoder.layers.0.self_attn.in_proj_weight", "encoder.layers.0.self_attn.out_proj.weight",
-                 "lstm.weight_ih_l0", "lstm.weight_hh_l0_reverse", "gru.weight_hh_l0", "conv1d.weight", "conv3d.weight"):
+    attention = "encoder.layers.0.self_attn."
+    for name in ("embed.weight", attention + "in_proj_weight", attention + "out_proj.weight", "lstm.weight_ih_l0",
+                 "lstm.weight_hh_l0_reverse", "gru.weight_hh_l0", "conv1d.weight", "conv3d.weight"):
         assert kinds[name] == "codebook", name
     reloaded = load_compressed(tmp_path / "m.kdz", model=_EveryKind()).eval()
     with torch.no_grad():
