@@ -123,8 +123,9 @@ def summary_table(summary):
 
     gain = summary["distilled_minus_scratch"]
     env = summary["environment"]
+    cpu = f" ({env['cpu']})" if "cpu" in env else ""
     lines = [f"Seeds {', '.join(map(str, summary['seeds']))} (mean ± sd); torch {env['torch']}, torchvision "
-             f"{env['torchvision']}, numpy {env['numpy']}, {env['threads']} thread(s) per run, {summary['device']}",
+             f"{env['torchvision']}, numpy {env['numpy']}, {env['threads']} thread(s) per run, {summary['device']}{cpu}",
              "", "| | test accuracy |", "|---|---|"]
     count = summary["teachers"]
     for key, name in (("teacher", f"ensemble of {count} teachers" if count > 1 else "teacher"),

@@ -62,8 +62,13 @@ def paired_interval(a, b, confidence=0.95):
 
 
 def environment():
-    """What a figure was measured with: library versions, thread count, Python and machine."""
+    """What a figure was measured with: library versions, thread count, Python, machine and CPU vector unit.
+
+    "cpu" is the instruction set PyTorch's CPU kernels use (e.g. AVX2 or AVX512): the same code, seed and versions
+    round differently on another, so a long training run ends elsewhere.
+    """
     import torchvision
 
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads(), "machine": platform.machine()}
+            "python": platform.python_version(), "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "cpu": torch.backends.cpu.get_cpu_capability()}

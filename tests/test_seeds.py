@@ -53,5 +53,5 @@ def test_environment_names_the_versions():
 
     env = environment()
     assert env["torch"] == torch.__version__ and env["threads"] == torch.get_num_threads()
-    assert {"torchvision", "numpy", "python", "machine"} <= env.keys()
+    assert {"torchvision", "numpy", "python", "machine", "cpu"} <= env.keys()
     assert not math.isnan(env["threads"])
