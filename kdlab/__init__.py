@@ -4,9 +4,11 @@ from .codebook import (QuantizedLayer, dequantize_model, finetune_codebook, quan
                        shared_layers)
 from .container import load_compressed, read_compressed, save_compressed
 from .data import DATASETS, OFFLINE_DATASETS, ArrayDataset, dataset_info, load_dataset, make_loader
+from .deploy import SparseLinear, deploy
 from .distill import DistillModel, distillation_loss, soft_targets
 from .energy import count_macs, energy_per_inference
 from .errors import CompressedFormatError, UncompressedWeightWarning
+from .export import export_onnx, onnx_session, run_onnx
 from .huffman import canonical_codes, huffman_code_lengths, huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
 from .linear import LinearQuantizedLayer, calibrate
@@ -21,6 +23,7 @@ from .report import CompressionReport, compression_report
 from .seeds import mean_sd, paired_interval, parse_seeds
 from .sparse import decode_positions, encode_positions
 from .structured import channel_norms, prune_channels
+from .timing import median_seconds
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
 from .variants import Ensemble, hint_loss, multi_teacher_loss, rkd_angle_loss, rkd_distance_loss
 
@@ -29,14 +32,15 @@ __version__ = "0.1.0"
 __all__ = [
     "ArrayDataset", "build_model", "calibrate", "canonical_codes", "channel_norms", "clone_model",
     "CompressedFormatError", "compression_report", "CompressionReport", "count_macs", "count_parameters",
-    "current_weight", "dataset_info", "DATASETS", "decode_positions", "dequantize_model", "distillation_loss",
-    "DistillModel", "Ensemble", "encode_positions", "energy_per_inference", "evaluate", "factorize_linear",
-    "finetune_codebook", "fit", "get_device", "hint_loss", "huffman_code_lengths", "huffman_decode",
-    "huffman_encode", "init_centroids", "iterative_prune", "jitter", "kmeans_1d", "l1_penalty",
-    "LinearQuantizedLayer", "list_parameter", "load_compressed", "load_dataset", "low_rank", "make_loader",
-    "make_optimizer", "mean_sd", "MODELS", "multi_teacher_loss", "OFFLINE_DATASETS", "paired_interval",
-    "parse_seeds", "predict", "prepare_qat", "prunable_layers", "prune_by_fraction", "prune_by_std",
-    "prune_channels", "quantize_model", "QuantizedLayer", "rank_for_energy", "read_compressed", "remove_masks",
-    "rkd_angle_loss", "rkd_distance_loss", "run_seeds", "save_compressed", "set_seed", "share_weights",
-    "shared_layers", "soft_targets", "sparsity", "summarize", "UncompressedWeightWarning",
+    "current_weight", "dataset_info", "DATASETS", "decode_positions", "deploy", "dequantize_model",
+    "distillation_loss", "DistillModel", "encode_positions", "energy_per_inference", "Ensemble", "evaluate",
+    "export_onnx", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
+    "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "jitter",
+    "kmeans_1d", "l1_penalty", "LinearQuantizedLayer", "list_parameter", "load_compressed", "load_dataset",
+    "low_rank", "make_loader", "make_optimizer", "mean_sd", "median_seconds", "MODELS", "multi_teacher_loss",
+    "OFFLINE_DATASETS", "onnx_session", "paired_interval", "parse_seeds", "predict", "prepare_qat",
+    "prunable_layers", "prune_by_fraction", "prune_by_std", "prune_channels", "quantize_model", "QuantizedLayer",
+    "rank_for_energy", "read_compressed", "remove_masks", "rkd_angle_loss", "rkd_distance_loss", "run_onnx",
+    "run_seeds", "save_compressed", "set_seed", "share_weights", "shared_layers", "soft_targets", "SparseLinear",
+    "sparsity", "summarize", "UncompressedWeightWarning",
 ]

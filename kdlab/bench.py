@@ -1,5 +1,6 @@
-"""`python -m kdlab.bench`: k-means and Huffman timed against their references, damaged .kdz loads, and the
-training benchmarks: int8 PTQ, the distillation methods, channel pruning and low rank."""
+"""`python -m kdlab.bench`: k-means and Huffman timed against their references, damaged .kdz loads, the
+training benchmarks: int8 PTQ, the distillation methods, channel pruning and low rank, and (`--deploy`) the
+latency and memory of kdlab.deploy's forms against float and quantize_dynamic."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bench_deploy import bench_deploy, deploy_table
 from .bench_distill import bench_distill
 from .bench_quant import bench_ptq
 from .bench_structured import bench_structured
@@ -26,7 +28,7 @@ from .huffman import huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
 from .timing import median_seconds
 
-SECTIONS = ("kmeans", "huffman", "damaged", "ptq", "distill", "structured")
+SECTIONS = ("kmeans", "huffman", "damaged", "ptq", "distill", "structured", "deploy")
 
 
 def heavy_tailed_weights(n, seed=0):
@@ -199,31 +201,53 @@ def _training_rows(results):
     return rows
 
 
+def _deploy_rows(results):
+    """Table rows of the deployment benchmark's targets: its best kdlab form against float, if it ran."""
+    rows = []
+    if "deploy" in results:
+        dp = results["deploy"]
+        for target in dp["targets"]:
+            same = [row for row in dp["rows"] if (row["network"], row["batch"]) == (target["network"], target["batch"])]
+            best = next((row for row in same if row["form"] == target["best_form"]), None)
+            base = next(row for row in same if row["form"] == "float")
+            accuracy = "" if best is None or "accuracy" not in best else f", {-best['accuracy_loss_points']:+.1f} pt"
+            rows.append((f"deploy {target['network']} batch {target['batch']}, {target['best_form']}",
+                         f"{best['ms']:.3f} ms{accuracy}" if best else "none", f"float {base['ms']:.3f} ms",
+                         f"{best['speedup']:.2f}x faster" if best else "",
+                         f">= {target['target_speedup']}x" + (", <= 0.5 pt" if "accuracy" in base else "")))
+    return rows
+
+
 def table(results):
     """The benchmark figures present in `results` as a plain-text table with each target."""
-    rows = [("benchmark", "kdlab", "reference", "ratio", "target"), *_fast_rows(results), *_training_rows(results)]
+    rows = [("benchmark", "kdlab", "reference", "ratio", "target"), *_fast_rows(results), *_training_rows(results),
+            *_deploy_rows(results)]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    return text + ("\n\n" + deploy_table(results["deploy"]) if "deploy" in results else "")
 
 
 def main(argv=None):
     """Run the benchmarks, print the table and the JSON (also written to --json if given)."""
     parser = argparse.ArgumentParser(prog="python -m kdlab.bench", description=__doc__)
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated benchmarks to run, of {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--only", help=f"comma-separated benchmarks to run, of {','.join(SECTIONS)} (default: all; "
+                                       "with --deploy alone, only deploy)")
+    parser.add_argument("--deploy", action="store_true",
+                        help="run the deployment benchmark (kdlab.deploy's forms against float and quantize_dynamic)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument("--values", type=int, default=1_000_000, help="weights for the k-means benchmark")
     parser.add_argument("--symbols", type=int, default=2_000_000, help="indices for the Huffman benchmark")
     parser.add_argument("--damaged", type=int, default=150, help="damaged .kdz files per corruption family")
     parser.add_argument("--dataset", default="mnist5k", choices=DATASETS,
-                        help="data set of the training benchmarks (ptq, distill, structured)")
+                        help="data set of the training benchmarks (ptq, distill, structured, deploy)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     for option in ("repeats", "values", "symbols", "damaged"):
         if getattr(args, option) < 1:
             parser.error(f"--{option} must be >= 1, got {getattr(args, option)}")
-    sections = [name for name in args.only.split(",") if name]
+    only = args.only if args.only is not None else "deploy" if args.deploy else ",".join(SECTIONS)
+    sections = [name for name in only.split(",") if name] + (["deploy"] if args.deploy else [])
     unknown = [name for name in sections if name not in SECTIONS]
     if unknown or not sections:
         parser.error(f"--only must list some of {','.join(SECTIONS)}, got {args.only!r}")
@@ -233,7 +257,8 @@ def main(argv=None):
             "damaged": lambda: bench_damaged(args.damaged),
             "ptq": lambda: bench_ptq(args.dataset),
             "distill": lambda: bench_distill(args.dataset),
-            "structured": lambda: bench_structured(args.dataset, repeats=max(args.repeats, 20))}
+            "structured": lambda: bench_structured(args.dataset, repeats=max(args.repeats, 20)),
+            "deploy": lambda: bench_deploy(args.dataset, repeats=max(args.repeats, 15))}
     results = {name: runs[name]() for name in SECTIONS if name in sections}
     results["torch_threads"] = torch.get_num_threads()
     print(table(results))

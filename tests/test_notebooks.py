@@ -16,8 +16,8 @@ def _read(path):
     return nbformat.read(path, as_version=4)
 
 
-def test_the_nine_chapters_are_there():
-    assert [p.stem[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
+def test_the_ten_chapters_are_there():
+    assert [p.stem[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
