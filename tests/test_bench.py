@@ -2,8 +2,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from kdlab import bench, huffman_decode, huffman_encode
+from kdlab.bench_deploy import bench_deploy
 from kdlab.bench_distill import bench_distill
 
 
@@ -64,3 +66,24 @@ def test_main_refuses_bad_options(capsys, argv, message):
     with pytest.raises(SystemExit):
         bench.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_bench_deploy_measures_every_form_on_digits():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy 2-core machine two threads wait for each other on every small op
+    try:
+        results = bench_deploy("digits", sizes=(1, 4), repeats=1, resnet_size=32, lenet300_epochs=1, lenet5_epochs=1,
+                               sensitivities=(1.0,), retrain_epochs=1, fc6=False, memory=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert results["torch_threads"] == 1
+    forms = {(row["network"], row["form"]) for row in results["rows"]}
+    for network in ("lenet300", "lenet5", "resnet18"):
+        assert {(network, "float"), (network, "torch quantize_dynamic"), (network, "kdlab sparse"),
+                (network, "kdlab int8")} <= forms
+    assert ("lenet5", "kdlab channels+int8") in forms and ("lenet300", "shared (training form)") in forms
+    assert all(row["ms"] > 0 and row["speedup"] > 0 for row in results["rows"])
+    assert all(0.1 < row["accuracy"] <= 1 for row in results["rows"] if row["network"] != "resnet18")
+    assert [(t["network"], t["batch"]) for t in results["targets"]] == [("lenet300", 1)]  # no batch 32 here
+    text = bench.table({"deploy": results})
+    assert "deploy lenet300 batch 1" in text and "median ms" in text and "torch threads:" in text
