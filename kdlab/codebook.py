@@ -208,6 +208,8 @@ def replace_layers(model, make):
     model = clone_model(model)
     for name, layer in list(model.named_modules()):
         new = make(name, layer)
+        if new is not None and not name:  # the model is itself a layer (a bare nn.Linear): it is replaced whole
+            return new
         if new is not None:
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent), attr, new)

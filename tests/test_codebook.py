@@ -279,3 +279,14 @@ def test_conv1d_conv3d_and_grouped_convs_are_quantized(layer, shape, scheme):
     assert type(plain[0]) is type(layer)
     assert torch.allclose(quantized(x), plain(x), atol=1e-5)
     assert torch.allclose(quantized(x), model(x), atol=0.05)
+
+
+@pytest.mark.parametrize("layer, shape", [(nn.Linear(8, 3), (2, 8)), (nn.Conv2d(1, 2, 3), (2, 1, 5, 5))])
+@pytest.mark.parametrize("scheme", ["kmeans", "linear"])
+def test_a_bare_layer_is_quantized_whole(layer, shape, scheme):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    quantized = quantize_model(layer, 4, scheme=scheme)
+    assert type(quantized).__name__ in ("QuantizedLayer", "LinearQuantizedLayer")
+    assert type(dequantize_model(quantized)) is type(layer)
+    assert torch.allclose(quantized(x), dequantize_model(quantized)(x), atol=1e-5)
