@@ -15,6 +15,7 @@ from . import distributed
 from .checks import is_number
 from .data import ArrayDataset, dataset_info, make_loader
 from .files import atomic_torch_save
+from .memo import OutputMemo, memoizable
 from .models import MODELS, build_model
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
 from .variants import (HINT_LOSSES, average_soft_targets, hint_loss, hint_regressor, multi_teacher_loss,
@@ -216,6 +217,7 @@ class DistillModel:
         self._features = {}
         self._setup_variant(layers)
         self.teacher_history, self.history, self.generation = [], [], 0
+        self._memo = None
 
     @property
     def teacher(self):
@@ -297,7 +299,7 @@ class DistillModel:
         say {"teacher": k, ...}.
         """
         several = len(self.teachers) > 1
-        history = []
+        history, self._memo = [], None  # the teachers change: outputs remembered from before are stale
         for k, (teacher, optimizer) in enumerate(zip(self.teachers, self.teacher_optimizers), 1):
             path = _numbered(checkpoint, k) if several and checkpoint is not None else checkpoint
             rows = fit(teacher, self.loader if loader is None else loader, epochs, optimizer, device=self.device,
@@ -315,7 +317,7 @@ class DistillModel:
         if self.alpha == 0 and self.method == "logits":
             return F.cross_entropy(student_logits, labels)
         with torch.no_grad():
-            teacher_logits = [teacher(inputs).float() for teacher in self.teachers]
+            teacher_logits = self._teacher_logits(inputs)
         if len(teacher_logits) == 1:
             loss = distillation_loss(student_logits, teacher_logits[0], labels, self.temperature, self.alpha)
         else:
@@ -331,6 +333,19 @@ class DistillModel:
             terms = [w_distance * rkd_distance_loss(student, t) + w_angle * rkd_angle_loss(student, t)
                      for t in teachers]
         return loss + self.beta * sum(terms) / len(terms)
+
+    def _teacher_logits(self, inputs):
+        """The teachers' logits on a batch: looked up on a CPU when the data are fixed (`kdlab.memo`), else computed.
+
+        With "logits" on a CPU and a dataset without augmentation, every teacher is run once per training example,
+        at the first batch; later batches of those examples find their outputs by content. GPUs compute them
+        afresh, which keeps their batches asynchronous.
+        """
+        if self._memo is None and self.method == "logits" and self.device.type == "cpu" \
+                and memoizable(self.loader.dataset):
+            self._memo = OutputMemo(self.teachers, self.loader.dataset, self.device)
+        found = self._memo.lookup(inputs) if self._memo is not None else None
+        return found if found is not None else [teacher(inputs).float() for teacher in self.teachers]
 
     def train(self, epochs, checkpoint=None):
         """Distil the frozen teacher(s) into the student for `epochs`; return the per-epoch history.
@@ -380,7 +395,7 @@ class DistillModel:
         for module in student.modules():
             if callable(getattr(module, "reset_parameters", None)):
                 module.reset_parameters()
-        self.teachers, self.student = [teacher], student
+        self.teachers, self.student, self._memo = [teacher], student, None
         self.teacher_optimizers = [make_optimizer(teacher.parameters(), self.optimizer, self.lr, self.momentum)]
         self._setup_variant(None if self.student_layer is None else (self.student_layer, self.student_layer))
         self.teacher_history, self.history = self.history, []
