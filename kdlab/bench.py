@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import importlib.util
 import json
 import statistics
 import tempfile
@@ -54,15 +55,26 @@ def bench_kmeans(n=1_000_000, k=32, repeats=3, seed=0):
     def sklearn():
         results["sklearn"] = KMeans(k, init=start, n_init=1, algorithm="lloyd").fit(column)
 
+    def optimal():
+        results["optimal"] = kmeans_1d(weights, k, method="optimal")
+
     seconds = median_seconds({"ours": ours, "sklearn": sklearn}, repeats)
-    centroids, labels = results["ours"]
-    inertia = float(((weights.astype(np.float64) - centroids.double().numpy()[labels.numpy()]) ** 2).sum())
-    return {
+    inertia = _inertia(weights, *results["ours"])
+    found = {
         "values": len(weights), "k": k, "ours_s": seconds["ours"], "sklearn_s": seconds["sklearn"],
         "speedup": seconds["sklearn"] / seconds["ours"], "sklearn_iterations": int(results["sklearn"].n_iter_),
-        "clusters": len(centroids), "inertia": inertia, "sklearn_inertia": float(results["sklearn"].inertia_),
+        "clusters": len(results["ours"][0]), "inertia": inertia, "sklearn_inertia": float(results["sklearn"].inertia_),
         "inertia_ratio": inertia / float(results["sklearn"].inertia_),
     }
+    if importlib.util.find_spec("ckwrap") is not None:  # method="optimal" is timed once: it is the slow one
+        found["optimal_s"] = median_seconds({"optimal": optimal}, 1)["optimal"]
+        found["optimal_inertia"] = _inertia(weights, *results["optimal"])
+    return found
+
+
+def _inertia(weights, centroids, labels):
+    """Eq. 2's within-cluster sum of squares of a clustering, in float64."""
+    return float(((weights.astype(np.float64) - centroids.double().numpy()[labels.numpy()]) ** 2).sum())
 
 
 def plain_huffman_encode(symbols):
@@ -152,6 +164,10 @@ def _fast_rows(results):
                   f"{km['sklearn_s']:.3f} s", f"{km['speedup']:.1f}x", ">= 10x faster"),
                  ("kmeans inertia", f"{km['inertia']:.4g}", f"{km['sklearn_inertia']:.4g}",
                   f"{km['inertia_ratio']:.6f}", "<= 1.001x")]
+        if "optimal_s" in km:
+            rows.append(("kmeans_1d method='optimal' (exact DP)", f"{km['optimal_s']:.3f} s, inertia "
+                         f"{km['optimal_inertia']:.4g}", f"{km['ours_s']:.3f} s Lloyd",
+                         f"{km['optimal_inertia'] / km['inertia']:.3f}x Lloyd's inertia", "global optimum"))
     if "huffman" in results:
         hf = results["huffman"]
         rows += [(f"huffman encode {hf['symbols']:,} symbols", f"{hf['encode_s'] * 1e3:.1f} ms "

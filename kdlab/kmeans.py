@@ -19,6 +19,7 @@ import torch
 from .checks import is_int
 
 INITS = ("linear", "density", "random")
+METHODS = ("lloyd", "optimal")
 
 
 def _check_k(k):
@@ -164,7 +165,32 @@ def _labels(order, sizes):
     return labels
 
 
-def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0):
+def _lloyd(sorted_values, k, init, max_iter, tol, seed):
+    """The centroids where Lloyd's iterations from `init` stop (see kmeans_1d)."""
+    prefix = torch.cat([sorted_values.new_zeros(1), sorted_values.cumsum(0)])
+    threshold = tol * (sorted_values[-1] - sorted_values[0]).item()
+    centroids = _initial(sorted_values, k, init, seed)
+    for _ in range(max_iter):
+        moved = _lloyd_step(sorted_values, prefix, centroids)
+        shift = (moved - centroids).abs().max().item()
+        centroids = moved
+        if shift <= threshold:
+            break
+    return centroids
+
+
+def _optimal(sorted_values, k):
+    """The centroids of the global minimum of eq. 2, by dynamic programming (Ckmeans.1d.dp through ckwrap)."""
+    try:
+        import ckwrap
+    except ImportError:
+        raise ImportError("method='optimal' needs the ckwrap package (Ckmeans.1d.dp, Wang & Song 2011): "
+                          "pip install ckwrap") from None
+    centers = np.sort(ckwrap.ckmeans(sorted_values.cpu().double().numpy(), k).centers)
+    return torch.as_tensor(centers, dtype=sorted_values.dtype, device=sorted_values.device)
+
+
+def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0, method="lloyd"):
     """Cluster the values into at most k clusters by Lloyd's algorithm (eq. 2); return (centroids, labels).
 
     `centroids` is a 1-D tensor sorted ascending, on the values' device and in their dtype (float32 for
@@ -179,8 +205,14 @@ def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0):
     "density" starts on many equal weights) merge and any still without members are dropped, so every
     returned centroid has at least one member and there may be fewer than k. When the values have at most k
     distinct values, those values themselves are the centroids, bit for bit.
+
+    method="optimal" finds the global minimum of eq. 2 instead of Lloyd's local one (exact dynamic programming,
+    Ckmeans.1d.dp, O(k n) after the sort; needs the ckwrap package; `init`, `max_iter`, `tol` and `seed` are
+    then unused). It is much slower: see `python -m kdlab.bench`.
     """
     _check_k(k)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     _check_init(init)
     _check_seed(seed)
     if not is_int(max_iter) or max_iter < 1:
@@ -193,15 +225,8 @@ def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0):
     if distinct.numel() <= k:
         return distinct.to(flat.dtype), _labels(order, counts)
 
-    prefix = torch.cat([sorted_values.new_zeros(1), sorted_values.cumsum(0)])
-    threshold = tol * (sorted_values[-1] - sorted_values[0]).item()
-    centroids = _initial(sorted_values, k, init, seed)
-    for _ in range(max_iter):
-        moved = _lloyd_step(sorted_values, prefix, centroids)
-        shift = (moved - centroids).abs().max().item()
-        centroids = moved
-        if shift <= threshold:
-            break
+    centroids = _optimal(sorted_values, k) if method == "optimal" else _lloyd(sorted_values, k, init, max_iter, tol,
+                                                                              seed)
 
     centroids = torch.unique_consecutive(centroids.to(flat.dtype).to(sorted_values.dtype))
     _, sizes = _cluster_sizes(sorted_values, centroids)

@@ -21,12 +21,13 @@ def test_benchmarks_measure_on_small_inputs():
     km = bench.bench_kmeans(n=20_000, k=8, repeats=1)
     assert km["values"] == 20_000 and km["clusters"] == 8
     assert km["inertia_ratio"] <= 1 + 1e-9
+    assert km["optimal_inertia"] <= km["inertia"] * (1 + 1e-9) and km["optimal_s"] > 0
     hf = bench.bench_huffman(n=20_000, alphabet=16, repeats=1)
     assert hf["encode_s"] > 0 and hf["decode_s"] > 0 and hf["stream_bytes"] >= hf["optimal_payload_bytes"]
     dm = bench.bench_damaged(count=5)
     assert dm["files"] == 20 and 0 < dm["refused"] <= 20 and dm["worst_s"] >= dm["median_s"] > 0
     text = bench.table({"kmeans": km, "huffman": hf, "damaged": dm})
-    assert "kmeans_1d" in text and "huffman decode" in text and "damaged .kdz load, 20 files" in text
+    assert "kmeans_1d" in text and "method='optimal'" in text and "huffman decode" in text and "damaged .kdz load, 20 files" in text
 
 
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):

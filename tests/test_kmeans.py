@@ -196,3 +196,46 @@ def test_bad_arguments_raise_value_errors_naming_them(kwargs, name):
     arguments = {"values": [0.1, 0.2, 0.3], "k": 2, **kwargs}
     with pytest.raises(ValueError, match=rf"^{name} must"):
         kmeans_1d(**arguments)
+
+
+def _best_partition_inertia(values, k):
+    """The least eq. 2 over every split of the sorted values into k contiguous clusters (brute force)."""
+    from itertools import combinations
+
+    x = np.sort(values)
+    best = np.inf
+    for cuts in combinations(range(1, len(x)), k - 1):
+        parts = np.split(x, cuts)
+        best = min(best, sum(((p - p.mean()) ** 2).sum() for p in parts))
+    return best
+
+
+def _inertia(values, centroids, labels):
+    values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    return float(((values - centroids.double()[labels]) ** 2).sum())
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(np.float64, st.integers(6, 10), elements=st.floats(-10, 10, allow_subnormal=False)),
+       st.integers(2, 4))
+def test_optimal_method_reaches_the_least_sum_of_squares(values, k):
+    centroids, labels = kmeans_1d(values, k, method="optimal")
+    got = _inertia(values, centroids, labels)
+    assert got <= _best_partition_inertia(values, min(k, len(np.unique(values)))) + 1e-9 * (1 + np.abs(values).max())
+
+
+def test_optimal_method_beats_lloyd_on_heavy_tailed_weights():
+    rng = np.random.default_rng(0)
+    w = rng.normal(0.0, 0.05, 20_000)
+    w[rng.random(w.size) < 0.01] *= 6
+    lloyd = _inertia(w, *kmeans_1d(w, 16))
+    optimal = _inertia(w, *kmeans_1d(w, 16, method="optimal"))
+    assert optimal < 0.9 * lloyd  # linear starts leave centroids in the sparse tails
+    centroids, labels = kmeans_1d(w, 16, method="optimal")
+    nearest = (torch.as_tensor(w)[:, None] - centroids[None, :]).abs().argmin(1)
+    assert torch.equal(labels, nearest)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method must be one of 'lloyd', 'optimal'"):
+        kmeans_1d([0.0, 1.0, 2.0], 2, method="exact")
