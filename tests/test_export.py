@@ -4,6 +4,7 @@ import os
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -204,3 +205,33 @@ def test_bad_arguments(small_file, call, message):
     model, path = small_file
     with pytest.raises(ValueError, match=message):
         call(model, torch.randn(2, 4), path)
+
+
+class _Sequence(nn.Module):
+    """Embedding, attention, LSTM and GRU: the weights a course model never has."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.att = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.lstm = nn.LSTM(16, 8, batch_first=True)
+        self.gru = nn.GRU(8, 8, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, tokens):
+        x = self.emb(tokens)
+        x = x + self.att(x, x, x, need_weights=False)[0]
+        x, _ = self.gru(self.lstm(x)[0])
+        return self.head(x[:, -1])
+
+
+def test_shared_embedding_attention_and_recurrent_weights_export_packed(tmp_path):
+    torch.manual_seed(0)
+    model = _Sequence().eval()
+    kdlab.prune_by_std(model, 0.5)
+    kdlab.share_weights(kdlab.remove_masks(model), 4)
+    path = tmp_path / "sequence.onnx"
+    kdlab.export_onnx(model, torch.randint(0, 50, (2, 7)), path)
+    tokens = torch.randint(0, 50, (3, 7))
+    assert _relative_difference(path, model, tokens) <= TOLERANCE
+    assert onnx_storage(path).get("FLOAT", 0) <= 0.15 * _float_bytes(model)  # biases and codebooks only
