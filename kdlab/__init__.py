@@ -25,6 +25,7 @@ from .sparse import decode_positions, encode_positions
 from .structured import channel_norms, prune_channels
 from .timing import median_seconds
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
+from .transfer import mixup_views
 from .variants import Ensemble, hint_loss, multi_teacher_loss, rkd_angle_loss, rkd_distance_loss
 
 __version__ = "0.1.0"
@@ -37,10 +38,10 @@ __all__ = [
     "export_onnx", "factorize_linear", "finetune_codebook", "fit", "get_device", "hint_loss",
     "huffman_code_lengths", "huffman_decode", "huffman_encode", "init_centroids", "iterative_prune", "jitter",
     "kmeans_1d", "l1_penalty", "LinearQuantizedLayer", "list_parameter", "load_compressed", "load_dataset",
-    "low_rank", "make_loader", "make_optimizer", "mean_sd", "median_seconds", "MODELS", "multi_teacher_loss",
-    "OFFLINE_DATASETS", "onnx_session", "paired_interval", "parse_seeds", "predict", "prepare_qat",
-    "prunable_layers", "prune_by_fraction", "prune_by_std", "prune_channels", "quantize_model", "QuantizedLayer",
-    "rank_for_energy", "read_compressed", "remove_masks", "rkd_angle_loss", "rkd_distance_loss", "run_onnx",
-    "run_seeds", "save_compressed", "set_seed", "share_weights", "shared_layers", "soft_targets", "SparseLinear",
-    "sparsity", "summarize", "UncompressedWeightWarning",
+    "low_rank", "make_loader", "make_optimizer", "mean_sd", "median_seconds", "mixup_views", "MODELS",
+    "multi_teacher_loss", "OFFLINE_DATASETS", "onnx_session", "paired_interval", "parse_seeds", "predict",
+    "prepare_qat", "prunable_layers", "prune_by_fraction", "prune_by_std", "prune_channels", "quantize_model",
+    "QuantizedLayer", "rank_for_energy", "read_compressed", "remove_masks", "rkd_angle_loss", "rkd_distance_loss",
+    "run_onnx", "run_seeds", "save_compressed", "set_seed", "share_weights", "shared_layers", "soft_targets",
+    "SparseLinear", "sparsity", "summarize", "UncompressedWeightWarning",
 ]

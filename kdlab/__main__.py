@@ -8,7 +8,7 @@ from . import distributed
 from .data import DATASETS
 from .models import MODELS
 from .multiseed import run_seeds, summary_table
-from .pipeline import JITTER, SENSITIVITIES, TEACHERS
+from .pipeline import EPOCHS, JITTER, SENSITIVITIES, TEACHERS, VIEWS
 from .seeds import parse_seeds
 
 
@@ -21,8 +21,10 @@ def _common(parser, out):
                         help="teachers trained, each from its own initial weights; the student learns their mean "
                              "soft targets (an ensemble, Hinton et al. section 1)")
     parser.add_argument("--teacher-epochs", type=int, default=60, help="epochs of each teacher")
-    parser.add_argument("--epochs", type=int, default=150,
-                        help="student epochs (scratch and distilled): a patient schedule pays for distillation")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="student epochs over the transfer set (scratch and distilled): a patient schedule pays")
+    parser.add_argument("--views", type=int, default=VIEWS,
+                        help="mixup views per training image in the transfer set (0: the training images alone)")
     parser.add_argument("--temperature", type=float, default=20.0, help="Hinton et al. used 20 on MNIST")
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--lr", type=float, default=1e-3)

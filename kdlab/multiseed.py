@@ -103,6 +103,13 @@ def summarize(reports, threads=None):
         "environment": {**environment(), **({"threads": threads} if threads else {})},
         "device": reports[0]["device"],
     }
+    if all("student_scratch_originals" in r for r in reports):  # the scratch baseline without the transfer set
+        originals = [r["student_scratch_originals"]["accuracy"] for r in reports]
+        over = paired_interval(accuracy["student_distilled"], originals)
+        summary["student_scratch_originals"] = mean_sd(originals)
+        summary["distilled_minus_scratch_originals"] = over
+        lead = mean_sd([t - s for t, s in zip(accuracy["teacher"], originals)])["mean"]
+        summary["gap_closed_originals"] = over["mean"] / lead if lead > 0 else None
     if all("compressed" in r for r in reports):
         compressed = [r["compressed"]["accuracy"] for r in reports]
         summary["compressed"] = {
@@ -121,21 +128,27 @@ def summary_table(summary):
     def points(stat):
         return f"{100 * stat['mean']:.2f} ± {100 * stat['sd']:.2f} %"
 
-    gain = summary["distilled_minus_scratch"]
     env = summary["environment"]
     cpu = f" ({env['cpu']})" if "cpu" in env else ""
     lines = [f"Seeds {', '.join(map(str, summary['seeds']))} (mean ± sd); torch {env['torch']}, torchvision "
-             f"{env['torchvision']}, numpy {env['numpy']}, {env['threads']} thread(s) per run, {summary['device']}{cpu}",
+             f"{env['torchvision']}, numpy {env['numpy']}, {env['threads']} thread(s) per run, "
+             f"{summary['device']}{cpu}",
              "", "| | test accuracy |", "|---|---|"]
     count = summary["teachers"]
+    views = "student_scratch_originals" in summary
     for key, name in (("teacher", f"ensemble of {count} teachers" if count > 1 else "teacher"),
-                      ("student_scratch", "student from scratch"),
+                      ("student_scratch", "student from scratch" + (" (same transfer set)" if views else "")),
+                      ("student_scratch_originals", "student from scratch (training images alone, same steps)"),
                       ("student_distilled", "distilled student")):
-        lines.append(f"| {name} | {points(summary[key])} |")
-    lines.append(f"| distilled − scratch (paired, 95 % interval) | {100 * gain['mean']:+.2f} points "
-                 f"[{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}] |")
-    if summary["gap_closed"] is not None:
-        lines.append(f"| share of the teacher − scratch gap closed | {summary['gap_closed']:.0%} |")
+        if key in summary:
+            lines.append(f"| {name} | {points(summary[key])} |")
+    for suffix, name in (("", "scratch"), ("_originals", "scratch on the training images alone")):
+        if "distilled_minus_scratch" + suffix in summary:
+            gain = summary["distilled_minus_scratch" + suffix]
+            lines.append(f"| distilled − {name} (paired, 95 % interval) | {100 * gain['mean']:+.2f} points "
+                         f"[{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}] |")
+        if summary.get("gap_closed" + suffix) is not None:
+            lines.append(f"| share of the teacher − {name} gap closed | {summary['gap_closed' + suffix]:.0%} |")
     if "compressed" in summary:
         c = summary["compressed"]
         lines += [f"| compressed student (.kdz) | {points(c['accuracy'])} |",

@@ -21,11 +21,14 @@ from .prune import check_sensitivities, iterative_prune, prunable_layers, remove
 from .report import compression_report, journey_figure, stage_table
 from .seeds import environment
 from .train import check_epochs, check_lr, evaluate, fit, set_seed
+from .transfer import mixup_views
 from .variants import Ensemble
 
 JITTER = ("teacher", "all", "none")
 SENSITIVITIES = (0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75)  # nine gentle steps to ~5 % kept
 TEACHERS = 3  # the main job distils an ensemble of three teachers (Hinton et al. 2015, section 1)
+VIEWS = 9  # mixup views per training image in the transfer set: 4,000 images become 40,000
+EPOCHS = 15  # student epochs over that transfer set: the steps of 150 epochs over the training images
 
 
 class Stages:
@@ -47,10 +50,16 @@ class Stages:
         return accuracy
 
 
-def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
+def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=EPOCHS,
                      temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64, device="auto", seed=0, root="data",
-                     checkpoints=None, resume=False, jitter="teacher", teachers=TEACHERS):
+                     checkpoints=None, resume=False, jitter="teacher", teachers=TEACHERS, views=VIEWS):
     """Train teachers, a student from scratch and a distilled student; return (report, DistillModel, Stages).
+
+    The students learn from a transfer set (`kdlab.mixup_views`): the training images and `views` fixed mixup
+    blends of each, on which the teachers' soft targets say what no label can (function matching, Beyer et al.
+    2022). `epochs` count passes over it. The student from scratch trains on the same transfer set, with the
+    blends' labels, for the same steps ("student_scratch"); with views, a third student trains from the same
+    initial weights on the training images alone for the same number of steps ("student_scratch_originals").
 
     `teachers` of the `teacher` architecture are trained, each from its own initial weights and batch order, and
     the student learns the mean of their softened probabilities (`kdlab.multi_teacher_loss`): the ensemble
@@ -59,8 +68,10 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     `jitter` says who trains on jittered views (`kdlab.jitter`, each image shifted and rotated afresh every
     epoch): "teacher" (Hinton et al. 2015 §3: a teacher trained on jittered inputs, students on the original
     images), "all" (the students too, the teacher seeing the student's view of each batch) or "none".
+    The teachers always train on the training images (jittered unless `jitter` is "none"), never on the blends.
     With `checkpoints` (a folder), each training saves CHECKPOINTS/{teacher,scratch,distilled}.pt after every
-    epoch; `resume=True` continues from the checkpoints there, otherwise they are started afresh.
+    epoch (and scratch_originals.pt); `resume=True` continues from the checkpoints there, otherwise they are
+    started afresh.
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
@@ -73,14 +84,18 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
         raise ValueError(f"jitter must be one of {', '.join(JITTER)}, got {jitter!r}")
     if not is_int(teachers) or teachers < 1:
         raise ValueError(f"teachers must be an integer >= 1, got {teachers!r}")
+    if not is_int(views) or views < 0:
+        raise ValueError(f"views must be an integer >= 0, got {views!r}")
     start = time.perf_counter()
-    ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled"))
+    ck = _checkpoints(checkpoints, resume, ("teacher", "scratch", "distilled", "scratch_originals"))
     train_set, test_set = load_dataset(dataset, root)
-    kd = DistillModel(jittered(train_set) if jitter == "all" else train_set, teacher=[teacher] * teachers,
+    transfer = mixup_views(train_set, views, seed=seed) if views else train_set
+    kd = DistillModel(jittered(transfer) if jitter == "all" else transfer, teacher=[teacher] * teachers,
                       student=student, temperature=temperature, lr=lr, alpha=alpha, batch_size=batch_size,
                       device=device, seed=seed)
-    teacher_loader = make_loader(jittered(train_set), batch_size, True, seed) if jitter == "teacher" else None
+    teacher_loader = make_loader(train_set if jitter == "none" else jittered(train_set), batch_size, True, seed)
     scratch = copy.deepcopy(kd.student)  # same initial weights as the distilled student: a fair baseline
+    originals = copy.deepcopy(kd.student)
     stages = Stages(kd, make_loader(test_set, 256), seed)
     ensemble = Ensemble(kd.teachers) if teachers > 1 else kd.teacher
     teacher_acc = stages.run("teacher", lambda: kd.train_teacher(teacher_epochs, ck["teacher"], teacher_loader),
@@ -88,6 +103,13 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     scratch_acc = stages.run("student_scratch", lambda: fit(scratch, kd.loader, epochs, lr=lr, device=kd.device,
                                                              desc="scratch", checkpoint=ck["scratch"]), scratch)
     distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs, ck["distilled"]), kd.student)
+    same_steps = 0
+    if views:
+        same_steps = round(epochs * len(kd.loader) / len(make_loader(train_set, batch_size)))
+        plain = make_loader(jittered(train_set) if jitter == "all" else train_set, batch_size, True, seed)
+        stages.run("student_scratch_originals", lambda: fit(originals, plain, same_steps, lr=lr, device=kd.device,
+                                                             desc="scratch, originals",
+                                                             checkpoint=ck["scratch_originals"]), originals)
     report = {
         "dataset": dataset,
         "teacher": {"model": teacher, "count": teachers, "params": count_parameters(ensemble), "accuracy": teacher_acc,
@@ -95,10 +117,13 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
         "student_scratch": {"model": student, "params": count_parameters(scratch), "accuracy": scratch_acc},
         "student_distilled": {"model": student, "accuracy": distilled_acc,
                               "float32_bytes": 4 * count_parameters(kd.student)},
+        **({"student_scratch_originals": {"model": student, "accuracy": stages.rows[-1]["accuracy"],
+                                          "epochs": same_steps}} if views else {}),
         "temperature": temperature,
         "alpha": alpha,
         "epochs": {"teacher": teacher_epochs, "student": epochs},
         "jitter": jitter,
+        "transfer": {"views": views, "examples": len(transfer)},
         "stages": stages.rows,
         "seconds": time.perf_counter() - start,
         "device": str(kd.device),
@@ -110,11 +135,11 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     return report, kd, stages
 
 
-def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=150,
+def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=EPOCHS,
                  temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64,
                  sensitivities=SENSITIVITIES, retrain_epochs=8, retrain_lr=2e-3, conv_bits=8, fc_bits=4,
                  finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
-                 resume=False, jitter="teacher", teachers=TEACHERS):
+                 resume=False, jitter="teacher", teachers=TEACHERS, views=VIEWS):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
 
     The retraining (Adam at `retrain_lr`, a fresh optimizer after each pruning step) and the fine-tuning keep the
@@ -135,7 +160,7 @@ def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teache
     out = Path(out)
     report, kd, stages = run_distillation(dataset, teacher, student, teacher_epochs, epochs, temperature, alpha,
                                           lr, batch_size, device, seed, root, out / "checkpoints", resume, jitter,
-                                          teachers)
+                                          teachers, views)
     with distributed.output_folder(out) as folder:
         report, reloaded, table = _compress(report, kd, stages, folder, sensitivities, retrain_epochs, retrain_lr,
                                             conv_bits, fc_bits, finetune_epochs, finetune_lr)

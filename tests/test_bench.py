@@ -27,7 +27,8 @@ def test_benchmarks_measure_on_small_inputs():
     dm = bench.bench_damaged(count=5)
     assert dm["files"] == 20 and 0 < dm["refused"] <= 20 and dm["worst_s"] >= dm["median_s"] > 0
     text = bench.table({"kmeans": km, "huffman": hf, "damaged": dm})
-    assert "kmeans_1d" in text and "method='optimal'" in text and "huffman decode" in text and "damaged .kdz load, 20 files" in text
+    assert "kmeans_1d" in text and "method='optimal'" in text and "huffman decode" in text
+    assert "damaged .kdz load, 20 files" in text
 
 
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
