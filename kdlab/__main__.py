@@ -54,11 +54,13 @@ def parse_args(argv=None):
     _common(pipeline, "runs/pipeline")
     pipeline.add_argument("--sensitivities", type=float, nargs="+", default=list(SENSITIVITIES),
                           help="iterative pruning: threshold = sensitivity x layer std, one step each")
-    pipeline.add_argument("--retrain-epochs", type=int, default=8, help="retraining epochs after each step")
+    pipeline.add_argument("--retrain-epochs", type=int, default=1,
+                          help="retraining epochs over the transfer set after each step")
     pipeline.add_argument("--retrain-lr", type=float, default=2e-3, help="Adam learning rate of the retraining")
     pipeline.add_argument("--conv-bits", type=int, default=8, help="codebook bits of the conv layers")
     pipeline.add_argument("--fc-bits", type=int, default=4, help="codebook bits of the fully connected layers")
-    pipeline.add_argument("--finetune-epochs", type=int, default=5, help="codebook fine-tuning epochs")
+    pipeline.add_argument("--finetune-epochs", type=int, default=1,
+                          help="codebook fine-tuning epochs over the transfer set")
     pipeline.add_argument("--finetune-lr", type=float, default=1e-4)
     return parser.parse_args(argv)
 

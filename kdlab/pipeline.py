@@ -137,13 +137,14 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
 
 def run_pipeline(dataset="mnist5k", teacher="lenet5", student="lenet300", teacher_epochs=60, epochs=EPOCHS,
                  temperature=20.0, alpha=0.9, lr=1e-3, batch_size=64,
-                 sensitivities=SENSITIVITIES, retrain_epochs=8, retrain_lr=2e-3, conv_bits=8, fc_bits=4,
-                 finetune_epochs=5, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
+                 sensitivities=SENSITIVITIES, retrain_epochs=1, retrain_lr=2e-3, conv_bits=8, fc_bits=4,
+                 finetune_epochs=1, finetune_lr=1e-4, device="auto", seed=0, root="data", out="runs/pipeline",
                  resume=False, jitter="teacher", teachers=TEACHERS, views=VIEWS):
     """Distil, then compress the student (prune + retrain, share, fine-tune the codebooks) into OUT/student.kdz.
 
     The retraining (Adam at `retrain_lr`, a fresh optimizer after each pruning step) and the fine-tuning keep the
-    distillation loss, so the teacher guides the student throughout.
+    distillation loss on the transfer set, so the teacher guides the student throughout; their epochs count passes
+    over the transfer set (one is the steps of ten over the training images).
     The file is reloaded from disk and evaluated. The three trainings checkpoint into OUT/checkpoints after
     every epoch; `resume=True` continues from there. Returns (report, the reloaded student).
     """

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from kdlab.__main__ import parse_args
-from kdlab.pipeline import SENSITIVITIES
+from kdlab.pipeline import EPOCHS, SENSITIVITIES, VIEWS
 
 
 def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
@@ -26,9 +26,12 @@ def test_distill_command_prints_accuracies_and_writes_the_report(tmp_path):
         assert float(lines[["teacher", "student_scratch", "student_distilled"].index(key)].split()[1]) == \
             pytest.approx(report[key]["accuracy"], abs=5e-5)
     assert report["student_distilled"]["float32_bytes"] == 4 * report["student_scratch"]["params"]
-    assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled"]
+    assert [s["name"] for s in report["stages"]] == ["teacher", "student_scratch", "student_distilled",
+                                                     "student_scratch_originals"]
+    assert report["transfer"] == {"views": 9, "examples": 10 * 1437}
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "report.json"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt", "teacher_1.pt",
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["distilled.pt", "scratch.pt",
+                                                                     "scratch_originals.pt", "teacher_1.pt",
                                                                      "teacher_2.pt", "teacher_3.pt"]
     assert report["teacher"]["count"] == 3 and len(report["teacher"]["members"]) == 3
 
@@ -59,7 +62,7 @@ def test_resume_continues_an_interrupted_run_to_the_same_result(tmp_path):
     whole = _distill(tmp_path / "whole", 3)
     _distill(tmp_path / "cut", 2)  # as if the session died after the students' epoch 2
     resumed = _distill(tmp_path / "cut", 3, "--resume")
-    for key in ("teacher", "student_scratch", "student_distilled"):
+    for key in ("teacher", "student_scratch", "student_distilled", "student_scratch_originals"):
         assert resumed[key]["accuracy"] == whole[key]["accuracy"]
     (tmp_path / "cut" / "checkpoints" / "distilled.pt").write_bytes(b"damaged")
     with pytest.raises(subprocess.CalledProcessError) as failure:  # --resume really reads the checkpoints
@@ -97,3 +100,4 @@ def test_pipeline_defaults_are_the_main_job():
     args = parse_args(["pipeline"])
     assert (args.dataset, args.teacher, args.student, args.out) == ("mnist5k", "lenet5", "lenet300", "runs/pipeline")
     assert args.sensitivities == list(SENSITIVITIES) and args.fc_bits == 4 and args.conv_bits == 8
+    assert (args.views, args.epochs) == (VIEWS, EPOCHS) == (9, 15)
