@@ -142,13 +142,14 @@ def summary_table(summary):
                       ("student_distilled", "distilled student")):
         if key in summary:
             lines.append(f"| {name} | {points(summary[key])} |")
-    for suffix, name in (("", "scratch"), ("_originals", "scratch on the training images alone")):
+    for suffix, which in (("", ""), ("_originals", ", scratch on the training images alone")):
         if "distilled_minus_scratch" + suffix in summary:
             gain = summary["distilled_minus_scratch" + suffix]
-            lines.append(f"| distilled − {name} (paired, 95 % interval) | {100 * gain['mean']:+.2f} points "
+            lines.append(f"| distilled − scratch (paired, 95 % interval){which} | {100 * gain['mean']:+.2f} points "
                          f"[{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}] |")
         if summary.get("gap_closed" + suffix) is not None:
-            lines.append(f"| share of the teacher − {name} gap closed | {summary['gap_closed' + suffix]:.0%} |")
+            share = summary["gap_closed" + suffix]
+            lines.append(f"| share of the teacher − scratch gap closed{which} | {share:.0%} |")
     if "compressed" in summary:
         c = summary["compressed"]
         lines += [f"| compressed student (.kdz) | {points(c['accuracy'])} |",

@@ -70,3 +70,16 @@ def test_bad_arguments(args, message, tmp_path):
         run_seeds(*args)
     with pytest.raises(ValueError, match="reports must hold"):
         summarize([])
+
+
+def test_the_baseline_on_the_training_images_alone_is_summarized_beside_the_same_set_one():
+    reports = [_report(0, 0.98, 0.95, 0.97, 0.968), _report(1, 0.98, 0.94, 0.97, 0.97)]
+    for report, originals in zip(reports, (0.955, 0.96)):
+        report["student_scratch_originals"] = {"accuracy": originals}
+    summary = summarize(reports)
+    assert summary["student_scratch_originals"]["mean"] == pytest.approx(0.9575)
+    assert summary["distilled_minus_scratch_originals"]["mean"] == pytest.approx(0.0125)
+    assert summary["gap_closed_originals"] == pytest.approx(0.0125 / 0.0225)
+    table = summary_table(summary)
+    assert "| student from scratch (same transfer set) | 94.50 ± 0.71 % |" in table
+    assert "| share of the teacher − scratch gap closed, scratch on the training images alone | 56% |" in table
