@@ -24,7 +24,8 @@ def _common(parser, out):
     parser.add_argument("--epochs", type=int, default=EPOCHS,
                         help="student epochs over the transfer set (scratch and distilled): a patient schedule pays")
     parser.add_argument("--views", type=int, default=VIEWS,
-                        help="mixup views per training image in the transfer set (0: the training images alone)")
+                        help="mixup views per training image in the transfer set, held in memory: (views + 1) x "
+                             "the training images (0: the training images alone, e.g. for CIFAR-10's 50,000)")
     parser.add_argument("--temperature", type=float, default=20.0, help="Hinton et al. used 20 on MNIST")
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--lr", type=float, default=1e-3)
