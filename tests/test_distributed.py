@@ -107,7 +107,7 @@ def test_shard_splits_each_epoch_between_the_processes_and_keeps_the_loaders_set
 
 @pytest.mark.parametrize("command, options", [
     ("distill", ["--dataset", "mnist5k", "--teacher", "lenet5", "--teachers", "1", "--student", "lenet300",
-                 "--epochs", "2"]),
+                 "--epochs", "2", "--views", "0"]),
     ("pipeline", ["--dataset", "digits", "--teacher", "lenet5", "--teachers", "2", "--student", "lenet300",
                   "--teacher-epochs", "2",
                   "--epochs", "2", "--sensitivities", "1.0", "--retrain-epochs", "1", "--finetune-epochs", "1"]),
@@ -130,5 +130,5 @@ def test_torchrun_with_two_gloo_processes_writes_one_report(tmp_path, command, o
     else:
         assert report["reloaded_accuracy"] == report["compressed"]["accuracy"] > 0.5
         assert written == ["checkpoints", "checkpoints/distilled.pt", "checkpoints/scratch.pt",
-                           "checkpoints/teacher_1.pt", "checkpoints/teacher_2.pt", "journey.png", "report.json",
-                           "report.md", "student.kdz"]
+                           "checkpoints/scratch_originals.pt", "checkpoints/teacher_1.pt", "checkpoints/teacher_2.pt",
+                           "journey.png", "report.json", "report.md", "student.kdz"]
