@@ -199,21 +199,27 @@ def float_layer(layer):
     return make_float_layer(layer_type(layer), tuple(layer.weight.shape), options, current_weight(layer), bias)
 
 
+def swap_layers(model, make):
+    """`model` with each layer that make(name, layer) maps to a module replaced by it, in place.
+
+    A model that is itself such a layer (a bare nn.Linear) is returned replaced whole.
+    """
+    for name, layer in list(model.named_modules()):
+        new = make(name, layer)
+        if new is not None and not name:
+            return new
+        if new is not None:
+            model.set_submodule(name, new)
+    return model
+
+
 def replace_layers(model, make):
     """A copy of `model` in which each layer that make(name, layer) maps to a module is replaced by it.
 
     The copied layers are replaced, never changed in place: copies of a parametrized module share its
     class with the original, so removing a parametrization from a copy would break the original.
     """
-    model = clone_model(model)
-    for name, layer in list(model.named_modules()):
-        new = make(name, layer)
-        if new is not None and not name:  # the model is itself a layer (a bare nn.Linear): it is replaced whole
-            return new
-        if new is not None:
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, new)
-    return model
+    return swap_layers(clone_model(model), make)
 
 
 def _check_qat(model, bits, scheme, per_channel):

@@ -205,12 +205,6 @@ def _sparse_is_faster(layer, sparse, x):
     return seconds["sparse"] < seconds["dense"]
 
 
-def _replace(model, name, module):
-    """Put `module` in place of the submodule `name` of `model`."""
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent), attr, module)
-
-
 def _sparse(model, max_density, example_input):
     """Replace the pruned Linear layers of `model` by SparseLinear ones; {name: kernel}, {name: reason left dense}."""
     linear = [(name, layer) for name, layer in replaceable_layers(model) if isinstance(layer, nn.Linear)]
@@ -226,7 +220,7 @@ def _sparse(model, max_density, example_input):
         if name in inputs and not _sparse_is_faster(layer, sparse, inputs[name]):
             dense[name] = f"Linear, density {density:.3f}: dense measured faster on example_input"
             continue
-        _replace(model, name, sparse)
+        model.set_submodule(name, sparse)
         kernels[name] = f"sparse_csr (density {density:.3f})"
     return kernels, dense
 

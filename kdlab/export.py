@@ -57,7 +57,7 @@ from torch.nn.utils import parametrize
 
 from .bitpack import pack_indices
 from .checks import check_module
-from .codebook import QuantizedLayer, quantize_model, shared_weights
+from .codebook import QuantizedLayer, quantize_model, shared_weights, swap_layers
 from .files import atomic_write
 from .layers import PRUNABLE, layer_type
 from .linear import ACTIVATION_BITS, LinearQuantizedLayer
@@ -305,18 +305,6 @@ def _worth_sparse(weight):
         weight.numel() * weight.element_size()
 
 
-def _replace(model, make):
-    """`model` with each module that make(layer) maps to a new module replaced, in place (the model itself too)."""
-    for name, layer in list(model.named_modules()):
-        new = make(layer)
-        if new is not None and not name:
-            return new
-        if new is not None:
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, new)
-    return model
-
-
 def onnx_form(model, qdq=False, sparse=True):
     """A copy of `model`, in eval mode, made of modules whose ONNX export keeps kdlab's compact storage.
 
@@ -352,7 +340,7 @@ def onnx_form(model, qdq=False, sparse=True):
             return _SparseLayer(layer, current_weight(layer))
         return None
 
-    return _replace(model, make).eval()
+    return swap_layers(model, lambda name, layer: make(layer)).eval()
 
 
 def _as_inputs(example_input):

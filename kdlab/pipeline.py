@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -105,7 +106,7 @@ def run_distillation(dataset="mnist5k", teacher="lenet5", student="lenet300", te
     distilled_acc = stages.run("student_distilled", lambda: kd.train(epochs, ck["distilled"]), kd.student)
     same_steps = 0
     if views:
-        same_steps = round(epochs * len(kd.loader) / len(make_loader(train_set, batch_size)))
+        same_steps = round(epochs * len(kd.loader) / math.ceil(len(train_set) / batch_size))
         plain = make_loader(jittered(train_set) if jitter == "all" else train_set, batch_size, True, seed)
         stages.run("student_scratch_originals", lambda: fit(originals, plain, same_steps, lr=lr, device=kd.device,
                                                              desc="scratch, originals",
