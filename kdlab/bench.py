@@ -1,5 +1,6 @@
 """`python -m kdlab.bench`: k-means and Huffman timed against their references, damaged .kdz loads, the
-training benchmarks: int8 PTQ, the distillation methods, channel pruning and low rank, and (`--deploy`) the
+.kdz files of random-init torchvision nets and a Transformer, the training benchmarks: int8 PTQ, the
+distillation methods, channel pruning and low rank, and (`--deploy`) the
 latency and memory of kdlab.deploy's forms against float and quantize_dynamic."""
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from .bench_deploy import bench_deploy, deploy_table
 from .bench_distill import bench_distill
+from .bench_files import bench_files
 from .bench_quant import bench_ptq
 from .bench_structured import bench_structured
 from .container import load_compressed, save_compressed
@@ -29,7 +31,7 @@ from .huffman import huffman_decode, huffman_encode
 from .kmeans import init_centroids, kmeans_1d
 from .timing import median_seconds
 
-SECTIONS = ("kmeans", "huffman", "damaged", "ptq", "distill", "structured", "deploy")
+SECTIONS = ("kmeans", "huffman", "damaged", "files", "ptq", "distill", "structured", "deploy")
 
 
 def heavy_tailed_weights(n, seed=0):
@@ -182,6 +184,13 @@ def _fast_rows(results):
         rows.append((f"damaged .kdz load, {dm['files']} files", f"worst {dm['worst_s'] * 1e3:.0f} ms, median "
                      f"{dm['median_s'] * 1e3:.1f} ms", f"{dm['intact_s'] * 1e3:.1f} ms intact",
                      f"{dm['refused']} refused", "<= 1 s each"))
+    for row in results.get("files", {}).get("rows", []):
+        target = {"resnet18": ">= 15x", "transformer": ">= 8x"}.get(row["model"], "measured")
+        raw = ", raw floats: " + "; ".join(row["raw_weights"]) if row["raw_weights"] else ""
+        rows.append((f".kdz random-init {row['model']}, s={row['sensitivity']}, {row['bits']} bits, "
+                     f"entropy_weight {row['entropy_weight']}", f"{row['kdz_bytes']:,} B",
+                     f"{row['float_bytes']:,} B float32",
+                     f"{row['ratio']:.1f}x" + ("" if row["reload_exact"] else ", reload differs"), target + raw))
     return rows
 
 
@@ -271,6 +280,7 @@ def main(argv=None):
     runs = {"kmeans": lambda: bench_kmeans(args.values, repeats=args.repeats),
             "huffman": lambda: bench_huffman(args.symbols, repeats=args.repeats),
             "damaged": lambda: bench_damaged(args.damaged),
+            "files": bench_files,
             "ptq": lambda: bench_ptq(args.dataset),
             "distill": lambda: bench_distill(args.dataset),
             "structured": lambda: bench_structured(args.dataset, repeats=max(args.repeats, 20)),

@@ -26,7 +26,7 @@ from .bitpack import pack_indices, unpack_indices
 from .checks import check_module
 from .decoded import DecodedLayer, make_float_layer
 from .errors import UncompressedWeightWarning
-from .kmeans import kmeans_1d
+from .kmeans import check_entropy_weight, kmeans_1d
 from .layers import PRUNABLE, compressible_weights, layer_type, replaceable_layers, weight_key
 from .linear import (MAX_BITS, MIN_BITS, LinearQuantizedLayer, calibrate, check_bits, check_observer,
                      check_per_channel)
@@ -91,17 +91,19 @@ def shared_layers(model):
     return [(weight_key(layer, name), module, shared) for layer, module, name, shared in shared_weights(model)]
 
 
-def share_weights(model, bits=5, init="linear", seed=0):
+def share_weights(model, bits=5, init="linear", seed=0, entropy_weight=0.0):
     """Share each layer's surviving weights through a codebook of at most 2**bits k-means centroids (§3.1).
 
     `bits` is an int for every compressible weight (kdlab.layers: Linear, Conv, Embedding, attention and
     recurrent weights), or {key: bits} for just those (keys as in kdlab.sparsity). The
     non-zero weights of a layer are clustered by `kmeans_1d` from the `init` initialisation ("linear",
-    "density" or "random" drawn with `seed`, §3.2); zeros (pruned weights) stay exactly zero. Pruning masks of
-    torch.nn.utils.prune are folded in first. Works in place and returns `model`.
+    "density" or "random" drawn with `seed`, §3.2); zeros (pruned weights) stay exactly zero. entropy_weight > 0
+    clusters them by entropy-constrained k-means instead, for shorter Huffman codes (see kmeans_1d). Pruning
+    masks of torch.nn.utils.prune are folded in first. Works in place and returns `model`.
     """
     if any(True for _ in shared_weights(model)):
         raise ValueError("model already has shared weights: share the weights of a float network")
+    check_entropy_weight(entropy_weight)
     per_layer = _bits_per_layer([key for key, _, _ in compressible_weights(model)], bits, MAX_SHARE_BITS,
                                 what="compressible weights")
     remove_masks(model)
@@ -112,7 +114,8 @@ def share_weights(model, bits=5, init="linear", seed=0):
         keep = weight != 0
         index = torch.zeros(weight.shape, dtype=torch.long, device=weight.device)
         if keep.any():
-            _, labels = kmeans_1d(weight[keep], 1 << per_layer[key], init=init, seed=seed)
+            _, labels = kmeans_1d(weight[keep], 1 << per_layer[key], init=init, seed=seed,
+                                  entropy_weight=entropy_weight)
             index[keep] = labels
         parametrize.register_parametrization(module, name, SharedWeight(index, keep.to(weight.dtype)))
     return model

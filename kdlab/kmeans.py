@@ -13,10 +13,13 @@ are exactly Lloyd's (a weight at a midpoint goes to the lower centroid, as sciki
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from .checks import is_int
+from .entropy_kmeans import entropy_lloyd
 
 INITS = ("linear", "density", "random")
 METHODS = ("lloyd", "optimal")
@@ -35,6 +38,13 @@ def _check_init(init):
 def _check_seed(seed):
     if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def check_entropy_weight(entropy_weight):
+    """Raise ValueError unless entropy_weight is a finite number >= 0."""
+    if isinstance(entropy_weight, bool) or not isinstance(entropy_weight, (int, float)) or not (
+            0 <= entropy_weight < math.inf):
+        raise ValueError(f"entropy_weight must be a finite number >= 0, got {entropy_weight!r}")
 
 
 def _as_flat(values):
@@ -190,7 +200,7 @@ def _optimal(sorted_values, k):
     return torch.as_tensor(centers, dtype=sorted_values.dtype, device=sorted_values.device)
 
 
-def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0, method="lloyd"):
+def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0, method="lloyd", entropy_weight=0.0):
     """Cluster the values into at most k clusters by Lloyd's algorithm (eq. 2); return (centroids, labels).
 
     `centroids` is a 1-D tensor sorted ascending, on the values' device and in their dtype (float32 for
@@ -209,6 +219,11 @@ def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0, method
     method="optimal" finds the global minimum of eq. 2 instead of Lloyd's local one (exact dynamic programming,
     Ckmeans.1d.dp, O(k n) after the sort; needs the ckwrap package; `init`, `max_iter`, `tol` and `seed` are
     then unused). It is much slower: see `python -m kdlab.bench`.
+
+    entropy_weight=λ > 0 runs entropy-constrained k-means instead (kdlab.entropy_kmeans): each value goes to the
+    centroid of least squared error + λ × var(values) × (-log2 of the cluster's share), which makes the clusters
+    fewer and more unequal, so their Huffman-coded indices are shorter; the labels are then these assignments,
+    not the nearest centroids. Iteration stops when the assignments stop changing (tol is unused).
     """
     _check_k(k)
     if method not in METHODS:
@@ -219,12 +234,19 @@ def kmeans_1d(values, k, init="linear", max_iter=10_000, tol=0.0, seed=0, method
         raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
+    check_entropy_weight(entropy_weight)
+    if entropy_weight and method != "lloyd":
+        raise ValueError(f"entropy_weight > 0 needs method='lloyd', got method={method!r}")
     flat = _as_flat(values)
     sorted_values, order = _sort(flat)
     distinct, counts = torch.unique_consecutive(sorted_values, return_counts=True)
     if distinct.numel() <= k:
         return distinct.to(flat.dtype), _labels(order, counts)
 
+    if entropy_weight:
+        centroids, sizes = entropy_lloyd(sorted_values, _initial(sorted_values, k, init, seed), entropy_weight,
+                                         max_iter, _count_at_most)
+        return centroids.to(flat.dtype), _labels(order, sizes)
     centroids = _optimal(sorted_values, k) if method == "optimal" else _lloyd(sorted_values, k, init, max_iter, tol,
                                                                               seed)
 

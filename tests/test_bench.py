@@ -7,6 +7,7 @@ import torch
 from kdlab import bench, huffman_decode, huffman_encode
 from kdlab.bench_deploy import bench_deploy
 from kdlab.bench_distill import bench_distill
+from kdlab.bench_files import bench_files
 
 
 def test_plain_reference_codec_round_trips_and_is_optimal():
@@ -29,6 +30,22 @@ def test_benchmarks_measure_on_small_inputs():
     text = bench.table({"kmeans": km, "huffman": hf, "damaged": dm})
     assert "kmeans_1d" in text and "method='optimal'" in text and "huffman decode" in text
     assert "damaged .kdz load, 20 files" in text
+
+
+def test_files_of_a_transformer_shrink_with_the_entropy_weight_and_reload_exactly():
+    rows = bench_files(models=("transformer",), entropy_weights=(0.0, 0.01))["rows"]
+    assert [row["entropy_weight"] for row in rows] == [0.0, 0.01]
+    assert all(row["reload_exact"] and not row["raw_weights"] and row["ratio"] > 8 for row in rows)
+    assert rows[1]["kdz_bytes"] < 0.9 * rows[0]["kdz_bytes"]
+    text = bench.table({"files": {"rows": rows}})
+    assert ".kdz random-init transformer, s=1.0, 5 bits, entropy_weight 0.01" in text and ">= 8x" in text
+
+
+def test_bench_files_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="^models must be a list of resnet18, mobilenet_v2, transformer, got"):
+        bench_files(models=("vgg16",))
+    with pytest.raises(ValueError, match="^entropy_weight must be a finite number >= 0, got -1"):
+        bench_files(entropy_weights=(-1,))
 
 
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
