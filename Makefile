@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lab course clean
+.PHONY: install run test solved lab course clean
 
 install: $(VENV)/.installed
 
@@ -15,12 +15,17 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(PY) -m kdlab pipeline --seeds 0-4 --jobs 2
 
-test: install
-	TQDM_DISABLE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+SOLVED := runs/solved
 
-course: install  ## every chapter through papermill into runs/course/, e.g. make course PARAMS="-p dataset digits"
+solved: install  ## the chapters with every exercise cell replaced by its solution (solutions/), into runs/solved/
+	$(PY) -m kdlab.exercises.solve notebooks solutions $(SOLVED)
+
+test: solved
+	TQDM_DISABLE=1 $(PY) -m pytest tests $(SOLVED) --nbval-lax --nbval-current-env -p no:cacheprovider
+
+course: solved  ## every solved chapter through papermill into runs/course/, e.g. make course PARAMS="-p seed 1"
 	@mkdir -p runs/course; status=0; \
-	for notebook in notebooks/*.ipynb; do \
+	for notebook in $(SOLVED)/*.ipynb; do \
 	  name=$$(basename $$notebook .ipynb); start=$$(date +%s); \
 	  if TQDM_DISABLE=1 $(VENV)/bin/papermill $$notebook runs/course/$$name.ipynb $(PARAMS) > runs/course/$$name.log 2>&1; \
 	  then echo "$$name: ok in $$(( $$(date +%s) - start )) s -> runs/course/$$name.ipynb"; \

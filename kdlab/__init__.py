@@ -27,6 +27,7 @@ from .timing import median_seconds
 from .train import evaluate, fit, get_device, make_optimizer, predict, set_seed
 from .transfer import mixup_views
 from .variants import Ensemble, hint_loss, multi_teacher_loss, rkd_angle_loss, rkd_distance_loss
+from . import exercises  # the course's exercise checks: kdlab.exercises.check_...
 
 __version__ = "0.1.0"
 

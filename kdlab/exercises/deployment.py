@@ -1,0 +1,4 @@
+"""Chapter 10's exercises (checks to be written)."""
+from __future__ import annotations
+
+__all__: list[str] = []
